@@ -1,0 +1,160 @@
+"""Shared helpers of the embedding/geometry strategies (coresets, k-means, CAL, ProbCover,
+SEALS, AnchorAL): getting embeddings from the classifier, normalizing, chunked distances,
+and the ``rank`` head size.
+
+Distances are computed in float32 with BLAS, in row blocks whose size bounds the memory of
+one distance block (:data:`BLOCK_ENTRIES` entries, 64 MiB), never as a full pool x pool matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from al_engine.exceptions import InvalidParameterError
+
+#: Entries of one float32 distance block (2**24 entries = 64 MiB).
+BLOCK_ENTRIES = 1 << 24
+
+#: Head size of ``rank`` for batch strategies when ``n`` is not given (small-text's default
+#: query size).
+DEFAULT_RANK_N = 10
+
+DISTANCE_METRICS = ("euclidean", "cosine")
+
+
+def check_metric(distance_metric: str, name: str = "distance_metric") -> str:
+    if distance_metric not in DISTANCE_METRICS:
+        raise InvalidParameterError(
+            f"{name} must be one of {list(DISTANCE_METRICS)}, got {distance_metric!r}")
+    return distance_metric
+
+
+def check_positive_int(value, name: str, allow_none: bool = False):
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def as_float_matrix(a, rows: int, what: str) -> np.ndarray:
+    """``a`` as a dense 2-D float array with ``rows`` rows (float32 unless it is float64)."""
+    if sp.issparse(a):
+        a = a.toarray()
+    a = np.asarray(a)
+    if a.ndim != 2 or a.shape[0] != rows:
+        raise ValueError(f"{what} must have shape ({rows}, d), got {a.shape}")
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32)
+    return a
+
+
+def embed_pool(clf, dataset, rows: np.ndarray, return_proba: bool = False,
+               embed_kwargs: dict | None = None):
+    """Embeddings (float32, ``(len(rows), d)``) of ``dataset[rows]`` from ``clf.embed``.
+
+    With ``return_proba`` also the class probabilities of those rows (float64): from
+    ``clf.embed(..., return_proba=True)`` when the classifier supports it, otherwise from
+    ``clf.predict_proba``.
+    """
+    subset = dataset[rows]
+    kwargs = dict(embed_kwargs or {})
+    proba = None
+    if return_proba:
+        try:
+            out = clf.embed(subset, return_proba=True, **kwargs)
+        except TypeError as exc:
+            if "return_proba" not in str(exc):
+                raise
+            out = clf.embed(subset, **kwargs)
+        if isinstance(out, tuple):
+            emb, proba = out
+        else:
+            emb = out
+        if proba is None:
+            proba = clf.predict_proba(subset)
+        proba = np.asarray(proba.toarray() if sp.issparse(proba) else proba, dtype=np.float64)
+        if proba.ndim != 2 or proba.shape[0] != rows.size:
+            raise ValueError(f"class probabilities must have shape ({rows.size}, num_classes), "
+                             f"got {proba.shape}")
+    else:
+        emb = clf.embed(subset, **kwargs)
+        if isinstance(emb, tuple):
+            emb = emb[0]
+    emb = as_float_matrix(emb, rows.size, "clf.embed(dataset)").astype(np.float32, copy=False)
+    if not np.isfinite(emb).all():
+        raise ValueError("clf.embed returned NaN or infinite values")
+    return (emb, proba) if return_proba else emb
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32, a new array); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0] = 1.0
+    return x / norms[:, None]
+
+
+def sq_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, x)
+
+
+def block_rows(n_cols: int) -> int:
+    """Rows per block so that a block of ``n_cols`` distances fits :data:`BLOCK_ENTRIES`."""
+    return max(1, BLOCK_ENTRIES // max(1, n_cols))
+
+
+def distance_key(x: np.ndarray, x_sq: np.ndarray, c: np.ndarray, c_sq: np.ndarray,
+                 metric: str) -> np.ndarray:
+    r"""A monotone form of the distance between the rows of ``x`` and ``c``: the squared
+    euclidean distance :math:`\lVert x\rVert^2 + \lVert c\rVert^2 - 2x\cdot c` (clipped at 0)
+    for ``"euclidean"``, :math:`1 - x \cdot c` for ``"cosine"`` (rows must be unit norm).
+    Orders exactly as the true distance does (euclidean, resp. angular ``arccos(cos)/pi``)."""
+    s = x @ c.T
+    if metric == "cosine":
+        np.subtract(1.0, s, out=s)
+    else:
+        s *= -2.0
+        s += x_sq[:, None]
+        s += c_sq[None, :]
+        np.maximum(s, 0.0, out=s)
+    return s
+
+
+def key_to_distance(key: np.ndarray, metric: str) -> np.ndarray:
+    """The true distance from :func:`distance_key`: euclidean, or angular (small-text's
+    cosine distance ``arccos(cos) / pi``)."""
+    key = np.asarray(key, dtype=np.float64)
+    if metric == "cosine":
+        return np.arccos(np.clip(1.0 - key, -1.0, 1.0)) / np.pi
+    return np.sqrt(np.maximum(key, 0.0))
+
+
+def min_distance_key(x: np.ndarray, c: np.ndarray, metric: str,
+                     batch_size: int | None = None) -> np.ndarray:
+    """For each row of ``x`` the smallest :func:`distance_key` to the rows of ``c`` (``inf``
+    when ``c`` is empty); chunked over the rows of ``x``."""
+    out = np.full(x.shape[0], np.inf, dtype=np.float32)
+    if c.shape[0] == 0 or x.shape[0] == 0:
+        return out
+    x_sq, c_sq = sq_norms(x), sq_norms(c)
+    step = batch_size or block_rows(c.shape[0])
+    for start in range(0, x.shape[0], step):
+        stop = min(start + step, x.shape[0])
+        out[start:stop] = distance_key(x[start:stop], x_sq[start:stop], c, c_sq, metric).min(1)
+    return out
+
+
+def resolve_rank_n(n, size: int) -> int:
+    """Head size of a batch strategy's ``rank``: ``n`` (validated) capped at the pool size,
+    or :data:`DEFAULT_RANK_N` when None."""
+    if n is None:
+        return min(DEFAULT_RANK_N, size)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer or None, got {n!r}")
+    return min(int(n), size)
+
+
+def rest_of(pool: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The positions of ``pool`` not in ``head``, in pool order."""
+    return pool[~np.isin(pool, head)]

@@ -1,0 +1,121 @@
+"""The query-strategy contract shared by every strategy.
+
+small-text's signature is kept so that its users can swap our strategies in::
+
+    strategy.query(clf, dataset, indices_unlabeled, indices_labeled, y, n=10) -> np.ndarray
+
+returns ``n`` distinct positions into ``dataset``, all drawn from ``indices_unlabeled``,
+most informative first. :meth:`QueryStrategy.rank` orders the whole unlabeled pool, which is
+what the Label Studio backend turns into priorities.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from al_engine.data import is_multi_label_target
+from al_engine.exceptions import EmptyPoolError, MultiLabelNotSupportedError, PoolExhaustedError
+
+
+def check_query_args(indices_unlabeled, n) -> np.ndarray:
+    """Validate ``n`` against the pool; return ``indices_unlabeled`` as an int64 array.
+
+    Raises
+    ------
+    EmptyPoolError
+        If there is no unlabeled instance.
+    PoolExhaustedError
+        If ``n`` exceeds the number of unlabeled instances.
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+    if indices_unlabeled.size == 0:
+        raise EmptyPoolError("there are no unlabeled instances left to query")
+    if n > indices_unlabeled.size:
+        raise PoolExhaustedError(
+            f"n={n} instances requested but only {indices_unlabeled.size} are unlabeled")
+    return indices_unlabeled
+
+
+def top_n(scores: np.ndarray, n: int, lower_is_better: bool) -> np.ndarray:
+    """Positions of the ``n`` best entries of ``scores``, best first.
+
+    Ties are broken by position (stable), so the result is deterministic. Runs in
+    O(len(scores) + n log n) with ``argpartition`` before the final sort.
+    """
+    keys = scores if lower_is_better else -scores
+    if n < keys.size:
+        # Take everything tied with the n-th best too, so the stable sort below decides ties.
+        kth = np.partition(keys, n - 1)[n - 1]
+        candidates = np.flatnonzero(keys <= kth)
+    else:
+        candidates = np.arange(keys.size)
+    order = np.argsort(keys[candidates], kind="stable")
+    return candidates[order[:n]]
+
+
+class QueryStrategy(ABC):
+    """Base class of all query strategies.
+
+    Subclasses implement :meth:`query`. Strategies that support multi-label data set
+    ``supports_multi_label = True``; strategies that support only multi-label data also
+    set ``supports_single_label = False``.
+    """
+
+    supports_multi_label: bool = False
+    supports_single_label: bool = True
+
+    @abstractmethod
+    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
+        """Return ``n`` positions from ``indices_unlabeled``, most informative first."""
+
+    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
+        """Every position of ``indices_unlabeled``, most informative first."""
+        indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+        if indices_unlabeled.size == 0:
+            raise EmptyPoolError("there are no unlabeled instances left to rank")
+        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
+                          n=int(indices_unlabeled.size))
+
+    def _check_label_mode(self, dataset, y) -> None:
+        multi = getattr(dataset, "is_multi_label", False) or (
+            y is not None and is_multi_label_target(y))
+        name = type(self).__name__
+        if multi and not self.supports_multi_label:
+            raise MultiLabelNotSupportedError(
+                f"{name} supports single-label classification only, but got multi-label data")
+        if not multi and not self.supports_single_label:
+            raise MultiLabelNotSupportedError(
+                f"{name} supports multi-label classification only, but got single-label data")
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class ScoringQueryStrategy(QueryStrategy):
+    """A strategy that scores every instance and takes the best ``n`` unlabeled ones.
+
+    Subclasses implement :meth:`score`, returning one score per row of ``dataset``;
+    ``lower_is_better`` says which end is most informative. After each call the full-pool
+    scores are kept in ``scores_`` (small-text's attribute name).
+    """
+
+    lower_is_better: bool = False
+
+    @abstractmethod
+    def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
+        """One score per row of ``dataset`` (shape ``(len(dataset),)``)."""
+
+    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
+        self._check_label_mode(dataset, y)
+        indices_unlabeled = check_query_args(indices_unlabeled, n)
+        scores = np.asarray(self.score(clf, dataset, indices_unlabeled, indices_labeled, y))
+        self.scores_ = scores
+        return indices_unlabeled[top_n(scores[indices_unlabeled], n, self.lower_is_better)]

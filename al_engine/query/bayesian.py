@@ -1,0 +1,81 @@
+"""Bayesian Active Learning by Disagreement (BALD) with Monte-Carlo dropout [HHG+11]_ [GIG17]_.
+
+With :math:`T` stochastic forward passes (dropout active) giving :math:`p^{(t)}`, BALD
+scores the mutual information between the prediction and the model parameters:
+
+.. math:: \\mathrm{BALD}(x) = H\\Big[\\frac1T \\sum_t p^{(t)}\\Big]
+          - \\frac1T \\sum_t H\\big[p^{(t)}\\big],\\qquad H[p] = -\\sum_c p_c \\log p_c
+
+(high when the passes are individually confident but disagree). The largest scores are
+queried. The classifier must accept ``predict_proba(dataset, dropout_sampling=T)`` and return
+``(n, T, num_classes)`` -- the torch classifiers of this package and SetFit do; any other
+classifier raises ``TypeError``.
+
+.. [HHG+11] N. Houlsby, F. Huszár, Z. Ghahramani, M. Lengyel. Bayesian active learning for
+   classification and preference learning. arXiv:1112.5745, 2011.
+.. [GIG17] Y. Gal, R. Islam, Z. Ghahramani. Deep Bayesian active learning with image data.
+   ICML 2017.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from al_engine.query._checks import check_pool
+from al_engine.query.base import ScoringQueryStrategy
+
+
+def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    p = np.clip(p, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.where(p > 0, np.log(p), 0.0)
+    return -(p * logp).sum(axis=axis)
+
+
+def bald_scores(samples: np.ndarray) -> np.ndarray:
+    """BALD of ``samples`` of shape ``(n, T, C)`` (see the module docstring)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 3:
+        raise ValueError(f"dropout samples must have shape (n, T, C), got {samples.shape}")
+    return _entropy(samples.mean(axis=1)) - _entropy(samples).mean(axis=1)
+
+
+class BALD(ScoringQueryStrategy):
+    """BALD with Monte-Carlo dropout (single-label).
+
+    Parameters
+    ----------
+    dropout_samples : int, default=10
+        Stochastic forward passes :math:`T` (small-text's parameter name).
+    """
+
+    lower_is_better = False
+    requires_torch_classifier = True
+
+    def __init__(self, dropout_samples: int = 10):
+        if isinstance(dropout_samples, bool) or not isinstance(dropout_samples, (int, np.integer)) \
+                or dropout_samples < 2:
+            raise ValueError(f"dropout_samples must be an integer >= 2, got {dropout_samples!r}")
+        self.dropout_samples = dropout_samples
+
+    def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
+        try:
+            accepts = "dropout_sampling" in inspect.signature(clf.predict_proba).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        if not accepts:
+            raise TypeError(f"BALD needs a classifier whose predict_proba accepts "
+                            f"dropout_sampling (e.g. 'kimcnn', 'transformer', 'setfit'); got "
+                            f"{type(clf).__name__}")
+        indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64)
+        samples = clf.predict_proba(dataset[indices_unlabeled],
+                                    dropout_sampling=int(self.dropout_samples))
+        scores = np.full(len(dataset), np.nan)
+        scores[indices_unlabeled] = bald_scores(samples)
+        return scores
+
+    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
+        indices_unlabeled = check_pool(indices_unlabeled)
+        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
+                          n=int(indices_unlabeled.size))

@@ -1,0 +1,152 @@
+"""Name -> factory for every query strategy, stopping criterion, classifier and initialization.
+
+Names are the class names in snake_case (``breaking_ties``, ``kappa_average``, ...). Each
+entry is a lazy ``"module:attribute"`` reference, so that listing the registry imports
+nothing heavy, and a component that needs torch only imports it when it is built.
+
+Registering a new component is one line in the matching table below; the contract test
+suite (``tests/engine/test_contract.py``) picks every registered strategy up by itself.
+"""
+from __future__ import annotations
+
+import inspect
+from importlib import import_module
+from typing import Any, Callable
+
+from al_engine.exceptions import InvalidParameterError
+
+QUERY_STRATEGIES: dict[str, str] = {
+    "random": "al_engine.query.random:RandomSampling",
+    "least_confidence": "al_engine.query.uncertainty:LeastConfidence",
+    "prediction_entropy": "al_engine.query.uncertainty:PredictionEntropy",
+    "breaking_ties": "al_engine.query.uncertainty:BreakingTies",
+    "subsampling": "al_engine.query.subsampling:SubsamplingQueryStrategy",
+    "discriminative_active_learning": "al_engine.query.dal:DiscriminativeActiveLearning",
+    "category_vector_inconsistency_and_ranking": "al_engine.query.multilabel:CategoryVectorInconsistencyAndRanking",
+    "label_cardinality_inconsistency": "al_engine.query.multilabel:LabelCardinalityInconsistency",
+    "adaptive_active_learning": "al_engine.query.multilabel:AdaptiveActiveLearning",
+    "class_balancer": "al_engine.query.class_balancer:ClassBalancer",
+    "greedy_coreset": "al_engine.query.coreset:GreedyCoreset",
+    "lightweight_coreset": "al_engine.query.coreset:LightweightCoreset",
+    "embedding_kmeans": "al_engine.query.embedding:EmbeddingKMeans",
+    "contrastive_active_learning": "al_engine.query.embedding:ContrastiveActiveLearning",
+    "prob_cover": "al_engine.query.probcover:ProbCover",
+    "seals": "al_engine.query.subsampling_index:SEALS",
+    "anchor_subsampling": "al_engine.query.subsampling_index:AnchorSubsampling",
+    "bald": "al_engine.query.bayesian:BALD",
+    "expected_gradient_length": "al_engine.query.gradient:ExpectedGradientLength",
+    "expected_gradient_length_max_word": "al_engine.query.gradient:ExpectedGradientLengthMaxWord",
+    "expected_gradient_length_layer": "al_engine.query.gradient:ExpectedGradientLengthLayer",
+    "badge": "al_engine.query.gradient:BADGE",
+    "discriminative_representation_learning": "al_engine.query.drl:DiscriminativeRepresentationLearning",
+}
+
+STOPPING_CRITERIA: dict[str, str] = {
+    "kappa_average": "al_engine.stopping:KappaAverage",
+    "delta_f_score": "al_engine.stopping:DeltaFScore",
+    "classification_change": "al_engine.stopping:ClassificationChange",
+    "overall_uncertainty": "al_engine.stopping:OverallUncertainty",
+    "max_iterations": "al_engine.stopping:MaxIterations",
+}
+
+CLASSIFIERS: dict[str, str] = {
+    "linear_svc": "al_engine.classifiers.sklearn:make_linear_svc",
+    "logistic_regression": "al_engine.classifiers.sklearn:make_logistic_regression",
+    "embedding_logistic_regression": "al_engine.classifiers.embedding:make_embedding_logistic_regression",
+    "transformer": "al_engine.classifiers.transformers:TransformerBasedClassification",
+    "setfit": "al_engine.classifiers.setfit:SetFitClassification",
+    "kimcnn": "al_engine.classifiers.kimcnn:KimCNNClassifier",
+}
+
+#: Classifiers whose fitting or prediction imports torch (the backend keeps them out of the
+#: web process: rounds run in a worker process, live predictions are not made there).
+TORCH_CLASSIFIERS = frozenset({"embedding_logistic_regression", "transformer", "setfit", "kimcnn"})
+
+INITIALIZATIONS: dict[str, str] = {
+    "random": "al_engine.init:RandomInitialization",
+    "random_stratified": "al_engine.init:RandomStratifiedInitialization",
+    "random_balanced": "al_engine.init:RandomBalancedInitialization",
+}
+
+_KINDS: dict[str, dict[str, str]] = {
+    "query_strategy": QUERY_STRATEGIES,
+    "stopping_criterion": STOPPING_CRITERIA,
+    "classifier": CLASSIFIERS,
+    "initialization": INITIALIZATIONS,
+}
+
+
+def available(kind: str) -> list[str]:
+    """Registered names of one kind: ``query_strategy``, ``stopping_criterion``,
+    ``classifier`` or ``initialization``."""
+    if kind not in _KINDS:
+        raise InvalidParameterError(f"unknown kind {kind!r}; allowed: {sorted(_KINDS)}")
+    return sorted(_KINDS[kind])
+
+
+def resolve(kind: str, name: str) -> Callable[..., Any]:
+    """The class (or factory function) registered under ``name``."""
+    table = _KINDS[kind]
+    if name not in table:
+        raise InvalidParameterError(
+            f"unknown {kind.replace('_', ' ')} {name!r}; allowed: {', '.join(sorted(table))}")
+    module, _, attr = table[name].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def _check_params(kind: str, name: str, factory: Callable, params: dict) -> None:
+    sig = inspect.signature(factory)
+    accepted = {p.name for p in sig.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown parameter {unknown[0]!r} for {kind.replace('_', ' ')} {name!r}; "
+            f"allowed: {', '.join(sorted(accepted)) or '(none)'}")
+    missing = [p.name for p in sig.parameters.values()
+               if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               and p.name not in params]
+    if missing:
+        raise InvalidParameterError(
+            f"missing required parameter {missing[0]!r} for {kind.replace('_', ' ')} {name!r}")
+
+
+def make(kind: str, name: str, **params) -> Any:
+    """Build the component ``name`` of ``kind`` with ``params``.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown name, an unknown or missing parameter, or a value the component
+        rejects; the message names the parameter.
+    """
+    factory = resolve(kind, name)
+    _check_params(kind, name, factory, params)
+    try:
+        return factory(**params)
+    except InvalidParameterError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(f"{kind.replace('_', ' ')} {name!r}: {exc}") from exc
+
+
+def make_query_strategy(name: str, **params):
+    """Build a registered query strategy, e.g. ``make_query_strategy("breaking_ties")``."""
+    return make("query_strategy", name, **params)
+
+
+def make_stopping_criterion(name: str, **params):
+    """Build a registered stopping criterion, e.g. ``("kappa_average", num_classes=2)``."""
+    return make("stopping_criterion", name, **params)
+
+
+def make_classifier(name: str, **params):
+    """Build a fresh, unfitted classifier, e.g. ``("linear_svc", num_classes=4)``."""
+    return make("classifier", name, **params)
+
+
+def make_initialization(name: str, **params):
+    """Build a registered initialization strategy, e.g. ``("random_stratified")``."""
+    return make("initialization", name, **params)

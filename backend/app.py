@@ -1,0 +1,412 @@
+"""The Label Studio ML backend: a Flask 3 application factory.
+
+Routes: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook``,
+``GET /versions``, ``GET /status``. Every error is a JSON body ``{"error": "..."}`` with a
+4xx status; a global handler guarantees that even a bug answers JSON (500), never an HTML
+page. Basic auth protects every route but ``/health`` when configured.
+"""
+from __future__ import annotations
+
+import atexit
+import base64
+import hmac
+import logging
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from backend import dashboard, training
+from backend.logs import configure_logging
+from backend.jobs import (JobRunner, ProcessRoundExecutor, ThreadJobRunner,
+                          label_studio_client_factory, run_project_round)
+from backend.labelconfig import LabelConfig, LabelConfigError, parse_label_config
+from backend.settings import Settings
+from backend.store import Store
+
+log = logging.getLogger("studio_al.app")
+
+MODEL_CLASS = "StudioAL"
+UNTRAINED = training.UNTRAINED
+UNRANKED_SCORE = 1.0
+
+TRAIN_ACTIONS = frozenset({
+    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
+    "TASKS_CREATED", "TASKS_DELETED", "START_TRAINING",
+})
+RECORD_ACTIONS = frozenset({"PROJECT_UPDATED"})
+IGNORED_ACTIONS = frozenset({
+    "PROJECT_CREATED", "PROJECT_DELETED", "LABEL_LINK_CREATED", "LABEL_LINK_UPDATED",
+    "LABEL_LINK_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED", "REVIEWS_DELETED",
+})
+KNOWN_ACTIONS = TRAIN_ACTIONS | RECORD_ACTIONS | IGNORED_ACTIONS
+
+
+class BadRequest(Exception):
+    """A client error: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def parse_project_id(value: Any, field: str = "project") -> int:
+    """``12``, ``"12"``, ``"12.1700000000"`` (Label Studio's /setup form) or ``{"id": 12}``."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str):
+        head = value.split(".", 1)[0].strip()
+        if head.isdigit() and int(head) > 0:
+            return int(head)
+    raise BadRequest(f"{field!r} must be a project id (a positive integer, \"<id>.<timestamp>\" "
+                     f"or an object with \"id\"), got {value!r}")
+
+
+def _json_body() -> dict:
+    data = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH (Content-Length given)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        # a chunked body is cut at the limit rather than refused: refuse it here
+        raise RequestEntityTooLarge()
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise BadRequest("request body must be JSON (Content-Type: application/json)")
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def default_client_factory(url: str, api_key: str):
+    from backend.labelstudio import LabelStudioClient
+    return LabelStudioClient(url, api_key)
+
+
+def create_app(settings: Settings | None = None, runner: JobRunner | None = None,
+               client_factory: Callable[[str, str], Any] | None = None) -> Flask:
+    """Build the backend.
+
+    Parameters
+    ----------
+    settings : Settings or None
+        Default: :meth:`Settings.from_env`.
+    runner : JobRunner or None
+        Default: a :class:`ThreadJobRunner` running :func:`training.run_round`.
+    client_factory : callable ``(url, api_key) -> LabelStudioClient`` or None
+        Default: :class:`backend.labelstudio.LabelStudioClient`.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    store = Store(settings.model_dir)
+    in_process = client_factory is not None  # an injected client (tests) cannot cross processes
+    client_factory = client_factory or label_studio_client_factory(settings)
+
+    if in_process:
+        def job(project_id: int, reason: str) -> dict:
+            return run_project_round(project_id, reason, settings, store, client_factory)
+    else:
+        job = ProcessRoundExecutor(settings)
+        atexit.register(job.shutdown)
+
+    owns_runner = runner is None
+    if runner is None and settings.redis_url:
+        from backend.rq_jobs import RQJobRunner  # needs the [redis] extra
+        runner = RQJobRunner(settings)
+    runner = runner or ThreadJobRunner(job)
+    if owns_runner:
+        atexit.register(runner.shutdown, 2.0)
+
+    app = Flask("studio_al")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 1024 * 1024
+    app.json.sort_keys = False
+    app.extensions["studio_al"] = {"settings": settings, "store": store, "runner": runner,
+                                   "job": job}
+    live_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ errors and auth
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc: BadRequest):
+        return jsonify(error=exc.message), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        resp = jsonify(error=f"{exc.name}: {exc.description}")
+        resp.status_code = exc.code or 500
+        if exc.code == 405 and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception):
+        log.exception("event=unhandled_error path=%s", request.path)
+        return jsonify(error=f"internal error: {type(exc).__name__}"), 500
+
+    @app.before_request
+    def _auth():
+        if not settings.basic_auth or request.path == "/health":
+            return None
+        header = request.headers.get("Authorization", "")
+        ok = False
+        if header.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                ok = hmac.compare_digest(user.encode(), settings.basic_auth_user.encode()) & \
+                    hmac.compare_digest(password.encode(), settings.basic_auth_pass.encode())
+            except (ValueError, UnicodeDecodeError):
+                ok = False
+        if not ok:
+            resp = jsonify(error="authentication required (HTTP basic auth)")
+            resp.status_code = 401
+            resp.headers["WWW-Authenticate"] = 'Basic realm="studio-al"'
+            return resp
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def project_cfg(project_id: int) -> LabelConfig | None:
+        config = store.load_project(project_id)
+        if not config or "parsed" not in config:
+            return None
+        return LabelConfig.from_dict(config["parsed"])
+
+    def live_predict(project_id: int, version: str, cfg: LabelConfig, texts: list[str]):
+        from al_engine.registry import TORCH_CLASSIFIERS
+        if settings.classifier in TORCH_CLASSIFIERS:
+            return None  # the web process never imports torch: such tasks wait for the next round
+        bundle = store.load_model(project_id, version)
+        if not bundle:
+            return None
+        from al_engine.data import Dataset
+        ds = Dataset.from_texts(texts, None, target_labels=list(bundle["labels"]),
+                                multi_label=bundle["multi_label"])
+        with live_lock:  # a fitted featurizer/estimator is shared by the request threads
+            proba = bundle["clf"].predict_proba(ds)
+        import numpy as np
+        rows = np.arange(len(texts))
+        if list(bundle["labels"]) != list(cfg.labels) or bundle["multi_label"] != cfg.multi_label:
+            cfg = LabelConfig(cfg.from_name, cfg.to_name, cfg.text_field,
+                              tuple(bundle["labels"]), bundle["multi_label"])
+        return training.predicted_labels(proba, cfg, rows)
+
+    # ------------------------------------------------------------------ routes
+    def runner_health() -> dict | None:
+        probe = getattr(runner, "health", None)
+        return probe() if callable(probe) else None
+
+    @app.get("/health")
+    def health():
+        # "status" stays UP while Redis is down: predictions are still served from MODEL_DIR
+        # and webhooks are still recorded; "degraded" tells monitoring the queue is unavailable.
+        extra = runner_health()
+        body = {"status": "UP", "model_class": MODEL_CLASS,
+                "mode": "redis" if settings.redis_url else "embedded",
+                "degraded": bool(extra and extra["degraded"])}
+        if extra is not None:
+            body["redis"] = extra["redis"]
+        return jsonify(body)
+
+    @app.get("/openapi.json")
+    def openapi():
+        from backend.openapi import spec
+        return jsonify(spec())
+
+    @app.post("/setup")
+    def setup():
+        body = _json_body()
+        project_id = parse_project_id(body.get("project"))
+        schema = body.get("schema")
+        if not isinstance(schema, str):
+            raise BadRequest("'schema' must be the project's label config (an XML string)")
+        for field in ("hostname", "access_token"):
+            if body.get(field) is not None and not isinstance(body.get(field), str):
+                raise BadRequest(f"{field!r} must be a string")
+        old = store.load_project(project_id) or {}
+        hostname = body.get("hostname") or old.get("hostname")
+        token = body.get("access_token") or old.get("access_token")
+        if not (old.get("label_config") == schema and old.get("parsed")
+                and old.get("hostname") == hostname and old.get("access_token") == token):
+            try:
+                parsed = parse_label_config(schema).to_dict()
+            except LabelConfigError as exc:
+                raise BadRequest(f"unusable label config: {exc}", 422) from None
+            store.save_project(project_id, {
+                "project": project_id, "label_config": schema, "parsed": parsed,
+                "hostname": hostname, "access_token": token,
+                "extra_params": body.get("extra_params"), "updated_at": time.time()})
+        return jsonify(model_version=store.current(project_id) or UNTRAINED)
+
+    @app.post("/predict")
+    def predict():
+        body = _json_body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of tasks")
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict) or isinstance(task.get("id"), bool) \
+                    or not isinstance(task.get("id"), int):
+                raise BadRequest(f"tasks[{i}] must be an object with an integer 'id'")
+            if task.get("data") is not None and not isinstance(task.get("data"), dict):
+                raise BadRequest(f"tasks[{i}].data must be an object")
+        project = body.get("project")
+        if project is None and tasks:
+            project = tasks[0].get("project")
+        project_id = parse_project_id(project)
+        cfg = project_cfg(project_id)
+        if cfg is None and isinstance(body.get("label_config"), str):
+            try:
+                cfg = parse_label_config(body["label_config"])
+            except LabelConfigError as exc:
+                raise BadRequest(f"unusable label config: {exc}", 422) from None
+        if cfg is None:
+            raise BadRequest(f"project {project_id} is not set up: call /setup first", 409)
+
+        version = store.current(project_id)
+        ranking = store.load_ranking(project_id, version) if version else {}
+        results: list[dict | None] = [None] * len(tasks)
+        live_rows, live_texts = [], []
+        for i, task in enumerate(tasks):
+            entry = ranking.get(str(task["id"]))
+            if entry is not None:
+                results[i] = {"result": cfg.result(entry["labels"], entry.get("confidence")),
+                              "score": entry["score"], "model_version": version}
+                continue
+            text = (task.get("data") or {}).get(cfg.text_field)
+            if version and isinstance(text, str):
+                live_rows.append(i)
+                live_texts.append(text)
+            else:
+                results[i] = {"result": [], "score": UNRANKED_SCORE,
+                              "model_version": version or UNTRAINED}
+        if live_rows:
+            out = live_predict(project_id, version, cfg, live_texts)
+            for j, i in enumerate(live_rows):
+                if out is None:
+                    results[i] = {"result": [], "score": UNRANKED_SCORE, "model_version": version}
+                else:
+                    names, conf = out[0][j], float(out[1][j])
+                    results[i] = {"result": cfg.result(names, round(conf, 6)),
+                                  "score": UNRANKED_SCORE, "model_version": version}
+        return jsonify(results=results, model_version=version or UNTRAINED)
+
+    @app.post("/webhook")
+    def webhook():
+        body = _json_body()
+        action = body.get("action")
+        if not isinstance(action, str) or not action:
+            raise BadRequest("'action' must be a non-empty string")
+        if action not in KNOWN_ACTIONS:
+            raise BadRequest(f"unknown action {action!r}; known: {', '.join(sorted(KNOWN_ACTIONS))}")
+        project = body.get("project")
+        if project is None:
+            for key in ("annotation", "task"):
+                if isinstance(body.get(key), dict) and body[key].get("project") is not None:
+                    project = body[key]["project"]
+                    break
+        project_id = parse_project_id(project)
+        event: dict[str, Any] = {"action": action, "project": project_id}
+        if isinstance(body.get("annotation"), dict):
+            a = body["annotation"]
+            event["annotation"] = {k: a.get(k) for k in ("id", "task", "result", "was_cancelled",
+                                                         "ground_truth", "updated_at",
+                                                         "completed_by") if k in a}
+        for key in ("annotations", "tasks"):
+            if isinstance(body.get(key), list):
+                event[f"{key[:-1]}_ids"] = [x.get("id") for x in body[key] if isinstance(x, dict)]
+        if isinstance(body.get("task"), dict):
+            event["task_id"] = body["task"].get("id")
+
+        if action in IGNORED_ACTIONS:
+            store.append_event(project_id, {**event, "handled": "ignored"})
+            return jsonify(status="ignored", action=action)
+        if action in RECORD_ACTIONS:
+            _maybe_update_label_config(store, project_id, project)
+            store.append_event(project_id, {**event, "handled": "recorded"})
+            return jsonify(status="recorded", action=action)
+        if store.load_project(project_id) is None:
+            _maybe_update_label_config(store, project_id, project)
+        store.append_event(project_id, {**event, "handled": "train"})
+        if project_cfg(project_id) is None:
+            return jsonify(status="recorded", action=action,
+                           detail=f"project {project_id} is not set up; nothing to train")
+        state = runner.submit(project_id, action)
+        return jsonify(status=state, action=action)
+
+    @app.get("/versions")
+    def versions():
+        project = request.args.get("project")
+        if project is not None:
+            project_id = parse_project_id(project, "project query parameter")
+            return jsonify(versions=store.versions(project_id),
+                           current=store.current(project_id))
+        return jsonify(versions=sorted({v for p in store.projects() for v in store.versions(p)}))
+
+    @app.get("/status")
+    def status():
+        project = request.args.get("project")
+        if project is not None:
+            project_id = parse_project_id(project, "project query parameter")
+            if project_id not in store.projects():
+                raise BadRequest(f"unknown project {project_id}", 404)
+            return jsonify({**project_status(project_id),
+                            "degraded": bool((runner_health() or {}).get("degraded"))})
+        return jsonify(settings=settings.public(), queue=runner_health(),
+                       degraded=bool((runner_health() or {}).get("degraded")),
+                       projects={str(p): project_status(p) for p in store.projects()})
+
+    def project_status(project_id: int) -> dict:
+        records = dashboard.audit_records(store, project_id)  # parsed once per change
+        last = records[-1] if records else None
+        last_ok = next((r for r in reversed(records) if r.get("status") == "ok"), None)
+        return {
+            "project": project_id, "set_up": project_cfg(project_id) is not None,
+            "model_version": store.current(project_id) or UNTRAINED,
+            "labeled": (last_ok or {}).get("n_labeled"),
+            "unlabeled": (last_ok or {}).get("n_unlabeled"),
+            "last_training": None if last is None else {
+                "version": last.get("version"), "status": last.get("status"),
+                "error": last.get("error"), "started_at": last.get("started_at"),
+                "duration": (last.get("timings") or {}).get("total")},
+            "job": runner.status(project_id),
+            "query_strategy": settings.query_strategy,
+            "strategy_used": (last_ok or {}).get("strategy_used"),
+            "stopping": (last_ok or {}).get("stopping"),
+            "queued_tasks": [q["task"] for q in (last_ok or {}).get("queried", [])],
+            "events": store.last_event_seq(project_id),
+            **dashboard.status_details(store, settings, project_id),  # the dashboard's numbers
+        }
+
+    app.extensions["studio_al"]["project_status"] = project_status
+    app.register_blueprint(dashboard.bp)  # GET /dashboard, /dashboard/<project>
+
+    # Recover retrains requested before a restart (events newer than the last round).
+    for project_id in store.projects():
+        last = store.last_audit(project_id, "ok")
+        trained_upto = (last or {}).get("events_upto", 0) or 0
+        pending = [e for e in store.events(project_id)
+                   if e.get("seq", 0) > trained_upto and e.get("handled") == "train"]
+        if pending and project_cfg(project_id) is not None:
+            log.info("event=recovery project=%s pending_events=%d", project_id, len(pending))
+            runner.submit(project_id, "recovery")
+    return app
+
+
+def _maybe_update_label_config(store: Store, project_id: int, project: Any) -> None:
+    """Keep the stored label config in step with the project sent in a webhook."""
+    if not isinstance(project, dict) or not isinstance(project.get("label_config"), str):
+        return
+    old = store.load_project(project_id) or {}
+    if old.get("label_config") == project["label_config"]:
+        return
+    try:
+        parsed = parse_label_config(project["label_config"]).to_dict()
+    except LabelConfigError as exc:
+        log.warning("event=label_config_unusable project=%s error=%r", project_id, str(exc))
+        return
+    store.save_project(project_id, {**old, "project": project_id,
+                                    "label_config": project["label_config"], "parsed": parsed,
+                                    "updated_at": time.time()})

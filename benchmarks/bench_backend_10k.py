@@ -1,0 +1,208 @@
+"""End-to-end latency of one active-learning round on a 10,000-task Label Studio project.
+
+A real Label Studio 1.23.2 (the e2e harness: ``.e2e-cache/ls-venv``) and the real backend
+(``studio-al serve``, gunicorn). After a few seed annotations have been trained on, ONE new
+annotation is posted to Label Studio at t0; we poll Label Studio (bounded) until the project's
+``model_version`` is the new version (the queue is reordered: the new predictions were pushed
+before the PATCH), then check that ``/next`` serves the task the backend ranked first.
+The breakdown fetch/train/score/push/patch/delete comes from the backend's audit record.
+
+    .venv/bin/python benchmarks/bench_backend_10k.py [--tasks 10000] [--repeats 2]
+        [--dataset sst2.train] [--strategy breaking_ties] [--out benchmarks/results/backend_10k]
+        [--seed-per-label 5]
+
+Writes ``<out>.json`` and ``<out>.md``. The target is < 10 s from annotation to reordered queue.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e import harness  # noqa: E402
+from tests.e2e.flows import choices_result, label_config, read_jsonl, wait_for_round  # noqa: E402
+
+TARGET_S = 10.0
+
+
+def poll(fn, timeout: float, what: str, interval: float = 0.05):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not reached within {timeout:.0f}s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", type=int, default=10_000)
+    ap.add_argument("--dataset", default="sst2.train")
+    ap.add_argument("--strategy", default="breaking_ties")
+    ap.add_argument("--seed-per-label", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=2, help="measured single-annotation rounds")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "backend_10k"))
+    ap.add_argument("--round-timeout", type=float, default=900.0)
+    args = ap.parse_args()
+
+    recs = harness.load_jsonl(args.dataset, n=args.tasks)
+    labels = sorted({r["label"] for r in recs})
+    tmp = Path(tempfile.mkdtemp(prefix="bench_backend_10k_"))
+    ls_srv = backend = None
+    result: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_at_start": os.getloadavg()},
+        "label_studio": harness.LS_VERSION, "tasks": len(recs), "dataset": args.dataset,
+        "labels": labels, "strategy": args.strategy, "target_s": TARGET_S, "rounds": [],
+    }
+    def on_term(signum, frame):  # write what we have when killed
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        ls_srv = harness.start_label_studio(tmp / "ls-data")
+        result["label_studio_start_s"] = round(ls_srv.started_in, 2)
+        backend = harness.start_backend(ls_srv.url, tmp / "model_store", args.strategy)
+        model_dir = tmp / "model_store"
+        ls = harness.LS(ls_srv.url)
+
+        # the project: every task imported in one request, the seed tasks WITH an annotation (so
+        # the first round trains on all of them at once), then the backend is connected
+        seeds = {i for name in labels
+                 for i in [j for j, r in enumerate(recs) if r["label"] == name][: args.seed_per_label]}
+        t = time.perf_counter()
+        proj = ls.req("POST", "/api/projects", json={"title": f"bench {len(recs)} tasks",
+                                                      "label_config": label_config(labels)})
+        pid = proj["id"]
+        ls.req("POST", f"/api/projects/{pid}/import", timeout=900, json=[
+            {"data": {"text": r["text"]}, **({"annotations": [{"result": choices_result([r["label"]])}]}
+                                             if i in seeds else {})} for i, r in enumerate(recs)])
+        result["import_tasks_s"] = round(time.perf_counter() - t, 2)
+        listing = ls.req("GET", "/api/tasks", params={"project": pid, "page_size": len(recs), "fields": "all",
+                                                      "resolve_uri": "false"}, timeout=900)["tasks"]
+        by_text = {r["text"]: r["label"] for r in recs}
+        truth = {task["id"]: by_text[task["data"]["text"]] for task in listing}
+        annotated: dict[int, int] = {task["id"]: task["annotations"][0]["id"] for task in listing
+                                     if task.get("annotations")}
+        assert len(annotated) == len(seeds), (len(annotated), len(seeds))
+        ml = ls.req("POST", "/api/ml", json={"url": backend.url, "project": pid, "title": "studio-al"},
+                    expect=201)
+
+        def annotate(tid: int) -> int:
+            ann = ls.req("POST", f"/api/tasks/{tid}/annotations",
+                         json={"result": choices_result([truth[tid]])}, expect=201)
+            annotated[tid] = ann["id"]
+            return ann["id"]
+
+        # warm-up round ("Start training" -> START_TRAINING webhook): full task listing, first push
+        t = time.perf_counter()
+        ls.req("POST", f"/api/ml/{ml['id']}/train", json={}, expect=(200, 201))
+        rec = wait_for_round(backend.url, model_dir, pid, set(annotated.values()), timeout=args.round_timeout)
+        result["warmup_s"] = round(time.perf_counter() - t, 2)
+        result["warmup_rounds"] = [{"version": r.get("version"), "status": r.get("status"),
+                                    "n_labeled": r.get("n_labeled"), "timings": r.get("timings")}
+                                   for r in read_jsonl(model_dir / str(pid) / "audit.jsonl")]
+        harness.log(f"warm-up done in {result['warmup_s']}s: {result['warmup_rounds']}")
+
+        for i in range(args.repeats):
+            old_version = rec["version"]
+            served = ls.req("GET", f"/api/projects/{pid}/next")["id"]
+            assert served == rec["queried"][0]["task"], (served, rec["queried"][:2])
+            t0 = time.perf_counter()
+            annotate(served)  # Label Studio sends ANNOTATION_CREATED to the backend
+
+            def live():
+                # The backend switches its serving version right after Label Studio answered the
+                # PATCH of the project's model_version. Polling the backend (cheap) instead of
+                # Label Studio's project endpoint (aggregates over 10k tasks and predictions per
+                # call) keeps the probe from slowing Label Studio down while it imports predictions.
+                st = requests.get(f"{backend.url}/status", params={"project": pid}, timeout=10).json()
+                v = st.get("model_version")
+                return v if v not in (old_version, "", None) else None
+
+            new_version = poll(live, args.round_timeout, "new model version live", interval=0.1)
+            t_live = time.perf_counter() - t0
+            ls_version = ls.req("GET", f"/api/projects/{pid}")["model_version"]
+            assert ls_version == new_version, (ls_version, new_version)
+            ranking = json.loads((model_dir / str(pid) / "versions" / new_version / "ranking.json").read_text())
+            top = min(ranking, key=lambda k: ranking[k]["score"])
+            nxt = ls.req("GET", f"/api/projects/{pid}/next")["id"]
+            rec = wait_for_round(backend.url, model_dir, pid, set(annotated.values()), timeout=args.round_timeout)
+            t_done = time.perf_counter() - t0
+            row = {"annotation_to_reordered_queue_s": round(t_live, 3),
+                   "annotation_to_round_finished_s": round(t_done, 3),
+                   "version": new_version, "audit_version": rec["version"],
+                   "next_matches_top": int(top) == nxt, "timings": rec.get("timings"),
+                   "n_labeled": rec.get("n_labeled"), "n_unlabeled": rec.get("n_unlabeled"),
+                   "loadavg": os.getloadavg()}
+            result["rounds"].append(row)
+            harness.log(f"round {i + 1}: reordered after {t_live:.2f}s, round finished after {t_done:.2f}s, "
+                        f"/next matches top: {row['next_matches_top']}, timings {rec.get('timings')}")
+            # the task /next just served is locked to us: annotate it so the next round is clean
+            if nxt not in annotated and i < args.repeats - 1:
+                annotate(nxt)
+                rec = wait_for_round(backend.url, model_dir, pid, set(annotated.values()),
+                                     timeout=args.round_timeout)
+        lat = [r["annotation_to_reordered_queue_s"] for r in result["rounds"]]
+        result["summary"] = {"median_reorder_s": sorted(lat)[len(lat) // 2], "max_reorder_s": max(lat),
+                             "all_next_match": all(r["next_matches_top"] for r in result["rounds"]),
+                             "meets_target": max(lat) < TARGET_S}
+    finally:
+        if backend:
+            backend.stop()
+        if ls_srv:
+            ls_srv.stop()
+        result["machine"]["loadavg_at_end"] = os.getloadavg()
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_md(out.with_suffix(".md"), result)
+        harness.log(f"results: {out.with_suffix('.json')} and .md")
+    return 0 if result.get("summary", {}).get("meets_target") else 1
+
+
+def write_md(path: Path, r: dict) -> None:
+    lines = [f"# Backend round latency on a {r['tasks']}-task Label Studio project", "",
+             f"- date: {r['date']}", f"- command: `{r['command']}`",
+             f"- Label Studio {r['label_studio']} (SQLite, `label-studio start`), backend `studio-al serve` "
+             f"(gunicorn, 1 worker), strategy `{r['strategy']}`, classifier linear_svc (TF-IDF), "
+             f"dataset {r['dataset']}",
+             f"- machine: {r['machine']['cpus']} CPUs, load average at start {r['machine']['loadavg_at_start']}, "
+             f"at end {r['machine'].get('loadavg_at_end')} (shared machine)",
+             f"- import of {r['tasks']} tasks: {r.get('import_tasks_s')} s; warm-up (seed annotations, "
+             f"first rounds incl. the full task listing): {r.get('warmup_s')} s", "",
+             "| round | annotation -> queue reordered (s) | round finished incl. delete (s) | fetch | train | "
+             "score | push (head) | patch | push (rest) | delete | /next = top |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, row in enumerate(r["rounds"], 1):
+        tm = row.get("timings") or {}
+        lines.append(f"| {i} | {row['annotation_to_reordered_queue_s']} | {row['annotation_to_round_finished_s']} | "
+                     + " | ".join(str(tm.get(k, "")) for k in ("fetch", "train", "score", "push", "patch", "push_rest", "delete"))
+                     + f" | {row['next_matches_top']} |")
+    if "summary" in r:
+        s = r["summary"]
+        lines += ["", f"Median {s['median_reorder_s']} s, max {s['max_reorder_s']} s from annotation to a "
+                      f"reordered queue (target < {r['target_s']} s): "
+                      f"{'met' if s['meets_target'] else 'NOT met'}; /next served the backend's top task "
+                      f"in every round: {s['all_next_match']}."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Unit tests of backend.labelstudio.LabelStudioClient against a local fake HTTP server.
+
+The real behaviour against Label Studio 1.23.2 is covered by tests/e2e/.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from backend.labelstudio import LabelStudioClient, LabelStudioError
+
+
+class FakeLS:
+    """Scripted server: ``responses[(method, path)]`` is a list of (status, body) used in turn
+    (the last one repeats); every request is recorded."""
+
+    def __init__(self):
+        self.responses: dict[tuple[str, str], list] = {}
+        self.calls: list[dict] = []
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                u = urlparse(self.path)
+                fake.calls.append({"method": self.command, "path": u.path,
+                                   "query": {k: v[0] for k, v in parse_qs(u.query).items()},
+                                   "auth": self.headers.get("Authorization"),
+                                   "body": json.loads(raw) if raw else None})
+                key = (self.command, u.path)
+                script = fake.responses.get(key)
+                if not script:
+                    status, body = 404, {"detail": "not found"}
+                else:
+                    status, body = script.pop(0) if len(script) > 1 else script[0]
+                    if callable(body):
+                        body = body(fake.calls[-1])
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def on(self, method, path, *responses):
+        self.responses[(method, path)] = list(responses)
+
+    def count(self, method, path):
+        return sum(1 for c in self.calls if c["method"] == method and c["path"] == path)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake():
+    f = FakeLS()
+    yield f
+    f.close()
+
+
+def client(fake, **kw):
+    kw.setdefault("backoff", 0.0)
+    kw.setdefault("timeout", 5.0)
+    c = LabelStudioClient(fake.url + "/", "tok123", **kw)
+    c.forget_tasks()
+    return c
+
+
+def test_auth_header_and_get_project(fake):
+    fake.on("GET", "/api/projects/7", (200, {"id": 7, "title": "abc"}))
+    assert client(fake).get_project(7) == {"id": 7, "title": "abc"}
+    assert fake.calls[0]["auth"] == "Token tok123"
+
+
+def test_4xx_raises_at_once_without_retry(fake):
+    fake.on("PATCH", "/api/projects/3", (400, {"sampling": ["bad"]}))
+    with pytest.raises(LabelStudioError) as ei:
+        client(fake, retries=3).update_project(3, sampling="nope")
+    assert ei.value.status == 400
+    assert "bad" in ei.value.body
+    assert fake.count("PATCH", "/api/projects/3") == 1
+    assert fake.calls[0]["body"] == {"sampling": "nope"}
+
+
+def test_5xx_is_retried_then_succeeds(fake):
+    fake.on("GET", "/api/projects/3/model-versions", (502, "<html>bad gateway</html>"), (503, "x"),
+            (200, {"v2": 5, "v1": 3}))
+    assert client(fake, retries=3).model_versions(3) == {"v2": 5, "v1": 3}
+    assert fake.count("GET", "/api/projects/3/model-versions") == 3
+
+
+def test_5xx_exhausts_retries_and_raises_with_status(fake):
+    fake.on("GET", "/api/projects/3", (500, "<html>boom</html>"))
+    with pytest.raises(LabelStudioError) as ei:
+        client(fake, retries=2).get_project(3)
+    assert ei.value.status == 500
+    assert fake.count("GET", "/api/projects/3") == 3  # 1 + 2 retries
+
+
+def test_connection_error_is_retried_then_raises_without_status():
+    c = LabelStudioClient("http://127.0.0.1:9", "tok", retries=1, backoff=0.0, timeout=1.0)
+    with pytest.raises(LabelStudioError) as ei:
+        c.get_project(1)
+    assert ei.value.status is None
+    assert "2 attempts" in str(ei.value)
+
+
+def test_constructor_rejects_bad_values():
+    with pytest.raises(ValueError, match="url"):
+        LabelStudioClient("", "tok")
+    with pytest.raises(ValueError, match="api_key"):
+        LabelStudioClient("http://x", "")
+    with pytest.raises(ValueError, match="retries"):
+        LabelStudioClient("http://x", "t", retries=-1)
+    assert "tok-secret" not in repr(LabelStudioClient("http://x", "tok-secret"))
+
+
+def test_import_predictions_chunks_and_sums_created(fake):
+    fake.on("POST", "/api/projects/5/import/predictions",
+            (201, lambda call: {"created": len(call["body"])}))
+    preds = [{"task": i, "result": [], "score": i / 10, "model_version": "v1"} for i in range(25)]
+    assert client(fake).import_predictions(5, preds, chunk_size=10) == 25
+    bodies = [c["body"] for c in fake.calls]
+    assert [len(b) for b in bodies] == [10, 10, 5]
+    assert [p["task"] for b in bodies for p in b] == list(range(25))
+    with pytest.raises(ValueError, match="chunk_size"):
+        client(fake).import_predictions(5, preds, chunk_size=0)
+
+
+def test_delete_model_version_sends_body_and_returns_count(fake):
+    fake.on("DELETE", "/api/projects/4/model-versions/", (200, {"deleted_predictions": 12}))
+    assert client(fake).delete_model_version(4, "old-v") == 12
+    assert fake.calls[0]["body"] == {"model_version": "old-v"}
+
+
+def _dm_handler(tasks):
+    """Emulate the data manager listing: filters on id / annotation counts, paging, ordering."""
+    def handler(call):
+        q = call["query"]
+        query = json.loads(q["query"])
+        items = query["filters"]["items"]
+        conj = query["filters"]["conjunction"]
+
+        def match(t, f):
+            field = f["filter"].split(":")[-1]
+            value = t["id"] if field == "id" else t[field]
+            return value > f["value"]
+
+        sel = [t for t in tasks if not items or (any if conj == "or" else all)(match(t, f) for f in items)]
+        sel.sort(key=lambda t: t["id"])
+        size, page = int(q["page_size"]), int(q["page"])
+        chunk = sel[(page - 1) * size: page * size]
+        out = []
+        for t in chunk:
+            d = {"id": t["id"], "data": t["data"]}
+            if q.get("fields") == "all":
+                d["annotations"] = t["annotations"]
+            out.append(d)
+        return {"total": len(sel), "tasks": out}
+    return handler
+
+
+def _task(i, anns=()):
+    anns = list(anns)
+    return {"id": i, "data": {"text": f"t{i}"}, "annotations": anns,
+            "total_annotations": sum(not a["was_cancelled"] for a in anns),
+            "cancelled_annotations": sum(a["was_cancelled"] for a in anns)}
+
+
+def _ann(i, label, cancelled=False):
+    return {"id": i, "result": [{"value": {"choices": [label]}}], "was_cancelled": cancelled,
+            "ground_truth": False, "updated_at": "2026-01-01T00:00:00Z", "completed_by": {"id": 1},
+            "lead_time": 3.0}
+
+
+def test_fetch_tasks_pages_caches_texts_and_refreshes_annotations(fake):
+    tasks = [_task(i) for i in range(1, 8)]
+    tasks[1] = _task(2, [_ann(11, "spam")])
+    tasks[4] = _task(5, [_ann(12, "ham", cancelled=True)])
+    fake.on("GET", "/api/projects/9", (200, lambda call: {"id": 9, "task_number": len(tasks)}))
+    fake.on("GET", "/api/tasks", (200, _dm_handler(tasks)))
+    c = client(fake)
+    c.page_size = 3
+    got = c.fetch_tasks(9)
+    assert [t["id"] for t in got] == [1, 2, 3, 4, 5, 6, 7]
+    assert got[0] == {"id": 1, "data": {"text": "t1"}, "annotations": []}
+    assert got[1]["annotations"] == [{"id": 11, "result": [{"value": {"choices": ["spam"]}}],
+                                      "was_cancelled": False, "ground_truth": False,
+                                      "updated_at": "2026-01-01T00:00:00Z", "completed_by": 1}]
+    assert got[4]["annotations"][0]["was_cancelled"] is True
+    first_listing = [c_ for c_ in fake.calls if c_["path"] == "/api/tasks"]
+    assert len(first_listing) == 3 + 1  # 7 tasks in pages of 3, then one page of annotated tasks
+
+    # second call: one new annotation, one new task; only new ids + annotated tasks are listed
+    tasks[2] = _task(3, [_ann(13, "ham")])
+    tasks.append(_task(8))
+    fake.calls.clear()
+    got = c.fetch_tasks(9)
+    assert [t["id"] for t in got] == list(range(1, 9))
+    assert got[2]["annotations"][0]["id"] == 13
+    listing = [json.loads(c_["query"]["query"])["filters"] for c_ in fake.calls if c_["path"] == "/api/tasks"]
+    assert listing[0]["items"] == [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                                    "value": 7}]
+    assert len(listing) == 2
+
+    # a deleted annotation disappears, a deleted task triggers a full rebuild
+    tasks[1] = _task(2)
+    del tasks[0]
+    fake.calls.clear()
+    got = c.fetch_tasks(9)
+    assert [t["id"] for t in got] == list(range(2, 9))
+    assert got[0]["annotations"] == []
+    # a new client instance (e.g. one per round) reuses the cache of this process
+    fake.calls.clear()
+    assert LabelStudioClient(fake.url, "tok123").fetch_tasks(9) == got
+    assert sum(1 for c_ in fake.calls if c_["path"] == "/api/tasks") == 2
+
+
+class _SlowServer:
+    """Answers after ``delay`` seconds (to provoke read timeouts)."""
+
+    def __init__(self, delay):
+        import time as _t
+        self.hits = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                outer.hits.append(self.command)
+                _t.sleep(delay)
+                data = b'{"deleted_predictions": 1, "id": 1}'
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+            do_GET = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def test_read_timeout_retries_get_but_not_delete():
+    srv = _SlowServer(delay=0.6)
+    try:
+        c = LabelStudioClient(srv.url, "tok", timeout=0.2, retries=2, backoff=0.0)
+        with pytest.raises(LabelStudioError) as ei:
+            c.get_project(1)
+        assert ei.value.status is None and srv.hits.count("GET") == 3
+        c_del = LabelStudioClient(srv.url, "tok", timeout=0.2, retries=2, backoff=0.0)
+        # delete uses max(timeout, 600 s); force a short one through _request to test the rule
+        with pytest.raises(LabelStudioError, match="not retried"):
+            c_del._request("DELETE", "/api/projects/1/model-versions/", json={"model_version": "v"},
+                           timeout=0.2)
+        assert srv.hits.count("DELETE") == 1
+    finally:
+        srv.server.shutdown()

@@ -1,0 +1,96 @@
+"""Settings.from_env: defaults, and a one-line error naming the variable for every bad value."""
+import pytest
+
+from backend.settings import ENV_DEFAULTS, Settings, SettingsError
+
+
+def test_defaults(tmp_path):
+    s = Settings.from_env({})
+    assert (s.query_strategy, s.classifier, s.stopping_criterion, s.init_strategy) == \
+        ("breaking_ties", "linear_svc", "kappa_average", "random")
+    assert (s.batch_size, s.min_annotations, s.seed, s.log_level) == (10, 1, 0, "INFO")
+    assert s.model_dir == "./model_store" and s.redis_url is None and not s.basic_auth
+    assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 50
+
+
+def test_every_variable_is_read():
+    env = {"LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "k",
+           "AL_QUERY_STRATEGY": "least_confidence", "AL_QUERY_PARAMS": "{}",
+           "AL_CLASSIFIER": "logistic_regression", "AL_CLASSIFIER_PARAMS": '{"C": 2.0}',
+           "AL_STOPPING_CRITERION": "max_iterations",
+           "AL_STOPPING_PARAMS": '{"max_iterations": 5}', "AL_INIT_STRATEGY": "random_stratified",
+           "AL_BATCH_SIZE": "7", "AL_MIN_ANNOTATIONS": "3", "MODEL_DIR": "/tmp/x",
+           "REDIS_URL": "redis://127.0.0.1:6379/0", "BASIC_AUTH_USER": "u",
+           "BASIC_AUTH_PASS": "s3cret-pw", "LOG_LEVEL": "debug", "AL_KEEP_PREDICTION_HISTORY": "yes",
+           "AL_SEED": "42", "AL_PUSH_FIRST": "75"}
+    scale_out = {"REDIS_QUEUE", "AL_JOB_TIMEOUT", "AL_LOCK_TTL", "LABEL_STUDIO_TIMEOUT",
+                 "LABEL_STUDIO_RETRIES", "MAX_REQUEST_MB"}  # tested in tests/backend/test_rq_*.py
+    assert set(env) | {"AL_MODEL_PATH"} | scale_out == set(ENV_DEFAULTS)
+    s = Settings.from_env(env)
+    assert s.label_studio_url == "http://ls:8080"
+    assert s.classifier_params == {"C": 2.0} and s.stopping_params == {"max_iterations": 5}
+    assert (s.batch_size, s.min_annotations, s.seed, s.push_first) == (7, 3, 42, 75)
+    assert s.log_level == "DEBUG" and s.keep_prediction_history and s.basic_auth
+    assert s.init_strategy == "random_stratified" and s.redis_url.startswith("redis://")
+    assert "s3cret-pw" not in str(s.public()) and s.basic_auth_pass == "s3cret-pw"
+
+
+def test_empty_string_means_default():
+    assert Settings.from_env({"AL_BATCH_SIZE": "", "AL_QUERY_STRATEGY": " "}).batch_size == 10
+
+
+@pytest.mark.parametrize("var,value,allowed", [
+    ("AL_QUERY_STRATEGY", "foo", "breaking_ties"),
+    ("AL_CLASSIFIER", "svm", "linear_svc"),
+    ("AL_STOPPING_CRITERION", "never", "kappa_average"),
+    ("AL_INIT_STRATEGY", "magic", "random_balanced"),
+    ("AL_QUERY_PARAMS", "[1, 2]", "JSON object"),
+    ("AL_QUERY_PARAMS", "{bad", "JSON object"),
+    ("AL_CLASSIFIER_PARAMS", "3", "JSON object"),
+    ("AL_STOPPING_PARAMS", "null", "JSON object"),
+    ("AL_BATCH_SIZE", "0", "integer >= 1"),
+    ("AL_PUSH_FIRST", "0", "integer >= 1"),
+    ("AL_BATCH_SIZE", "ten", "integer >= 1"),
+    ("AL_MIN_ANNOTATIONS", "-1", "integer >= 1"),
+    ("AL_SEED", "1.5", "integer >= 0"),
+    ("LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR"),
+    ("AL_KEEP_PREDICTION_HISTORY", "maybe", "true, false, 1, 0, yes, no"),
+    ("LABEL_STUDIO_URL", "localhost:8080", "http://"),
+    ("REDIS_URL", "http://x", "redis://"),
+    ("AL_MODEL_PATH", "/does/not/exist", "existing model folder"),
+])
+def test_bad_value_names_variable_and_allowed_values(var, value, allowed):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({var: value})
+    msg = str(err.value)
+    assert msg.startswith(var) and allowed in msg and "\n" not in msg
+
+
+def test_model_dir_must_not_be_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SettingsError, match=r"^MODEL_DIR="):
+        Settings.from_env({"MODEL_DIR": str(f)})
+
+
+@pytest.mark.parametrize("present", ["BASIC_AUTH_USER", "BASIC_AUTH_PASS"])
+def test_basic_auth_needs_both(present):
+    with pytest.raises(SettingsError, match="both or neither"):
+        Settings.from_env({present: "x"})
+
+
+@pytest.mark.parametrize("var,value,name", [
+    ("AL_QUERY_PARAMS", '{"nope": 1}', "nope"),
+    ("AL_CLASSIFIER_PARAMS", '{"C": -1}', "C"),
+    ("AL_STOPPING_PARAMS", '{"windowsize": 3}', "windowsize"),
+])
+def test_component_parameters_are_validated_by_building(var, value, name):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({var: value})
+    assert str(err.value).startswith(var) and name in str(err.value)
+
+
+@pytest.mark.parametrize("raw,expected", [("true", True), ("1", True), ("YES", True),
+                                          ("false", False), ("0", False), ("no", False)])
+def test_booleans(raw, expected):
+    assert Settings.from_env({"AL_KEEP_PREDICTION_HISTORY": raw}).keep_prediction_history is expected

@@ -1,0 +1,313 @@
+"""run_round with the real engine and an in-memory Label Studio (no network)."""
+import json
+
+import numpy as np
+import pytest
+
+from backend import training
+from backend.labelconfig import parse_label_config
+from backend.settings import Settings
+from backend.store import Store
+from tests.backend.conftest import MULTI_CONFIG, SINGLE_CONFIG, FakeLabelStudio, make_tasks
+
+POS = ["great movie, loved it", "wonderful and great acting", "loved the great story",
+       "a wonderful film", "great great fun"]
+NEG = ["terrible movie, hated it", "awful and boring acting", "hated the boring story",
+       "an awful film", "boring boring mess"]
+
+
+def setup_project(store, config=SINGLE_CONFIG, pid=1):
+    store.save_project(pid, {"label_config": config,
+                             "parsed": parse_label_config(config).to_dict()})
+
+
+@pytest.fixture
+def env(settings):
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))  # ids 1..5 pos, 6..10 neg
+    return settings, store, ls
+
+
+def test_cold_start_pushes_seeded_random_order(env):
+    settings, store, ls = env
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["cold_start"] and rec["n_unlabeled"] == 10
+    preds = ls.current_predictions()
+    assert len(preds) == 10 and ls.project["sampling"] == "Uncertainty sampling"
+    scores = sorted(p["score"] for p in preds.values())
+    assert scores == pytest.approx([i / 9 for i in range(10)])
+    assert all(p["result"] == [] for p in preds.values())
+    # same seed -> same order; the init strategy with AL_SEED
+    expected = np.random.default_rng(0).choice(10, size=10, replace=False) + 1
+    order = sorted(preds, key=lambda t: preds[t]["score"])
+    assert order == expected.tolist()
+    assert store.current(1) == rec["version"] == ls.project["model_version"]
+    assert store.load_model(1, rec["version"]) is None  # no model yet
+
+
+def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
+    settings, store, ls = env
+    for tid in (1, 2):
+        ls.annotate(tid, ["pos"])
+    for tid in (6, 7):
+        ls.annotate(tid, ["neg"])
+    ls.annotate(3, ["neg"], cancelled=True)        # skipped: not a label
+    ls.annotate(4, None)                           # empty result: not a label
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and not rec["cold_start"]
+    assert rec["labels"]["count"] == 4 and rec["n_unlabeled"] == 6
+    assert sorted(rec["labels"]["annotation_ids"]) == sorted(
+        a["id"] for t in ls.tasks for a in t["annotations"]
+        if not a["was_cancelled"] and a["result"])
+    preds = ls.current_predictions()
+    assert sorted(preds) == [3, 4, 5, 8, 9, 10]
+    # Hand check: recompute the margins with the stored model and compare the order.
+    bundle = store.load_model(1, rec["version"])
+    from al_engine.data import Dataset
+    texts = [ls.tasks[t - 1]["data"]["text"] for t in sorted(preds)]
+    proba = bundle["clf"].predict_proba(Dataset.from_texts(texts, None, target_labels=["pos", "neg"]))
+    ps = np.sort(proba, axis=1)
+    margin = ps[:, -1] - ps[:, -2]
+    expected = [sorted(preds)[i] for i in np.argsort(margin, kind="stable")]
+    assert sorted(preds, key=lambda t: preds[t]["score"]) == expected
+    # results: predicted label and its confidence
+    for tid, row in zip(sorted(preds), proba):
+        item = preds[tid]["result"][0]
+        assert item["value"]["choices"] == [["pos", "neg"][int(np.argmax(row))]]
+        assert item["score"] == pytest.approx(row.max(), abs=1e-6)
+        assert (item["from_name"], item["to_name"], item["type"]) == ("sentiment", "text", "choices")
+    # the obvious ones are predicted right
+    assert preds[5]["result"][0]["value"]["choices"] == ["pos"]
+    assert preds[10]["result"][0]["value"]["choices"] == ["neg"]
+    assert rec["stopping"]["criterion"] == "kappa_average" and rec["stopping"]["stop"] is False
+    assert [q["task"] for q in rec["queried"]] == expected[:settings.batch_size]
+    assert set(rec["timings"]) >= {"fetch", "train", "score", "push", "patch", "total"}
+
+
+def test_latest_annotation_wins_and_unknown_labels_ignored(env):
+    settings, store, ls = env
+    ls.annotate(1, ["neg"], updated_at="2026-01-01T00:00:00Z")
+    ls.annotate(1, ["pos"], updated_at="2026-01-02T00:00:00Z")
+    ls.annotate(6, ["neg"])
+    ls.annotate(2, ["not-a-label"])
+    data = training.extract(ls.tasks, parse_label_config(SINGLE_CONFIG))
+    assert data["labels"][:2] == ["pos", None] and data["labels"][5] == "neg"
+
+
+def test_superseded_version_deleted_and_history_flag(env):
+    settings, store, ls = env
+    r1 = training.run_round(1, settings, store, ls)
+    ls.annotate(1, ["pos"])
+    r2 = training.run_round(1, settings, store, ls)
+    assert r2["deleted_versions"] == [r1["version"]]
+    assert set(ls.model_versions(1)) == {r2["version"]}
+    assert r1["version"] < r2["version"]  # sortable names
+    keep = Settings(**{**settings.__dict__, "keep_prediction_history": True})
+    r3 = training.run_round(1, keep, store, ls)
+    assert set(ls.model_versions(1)) == {r2["version"], r3["version"]}
+
+
+def test_failure_keeps_previous_version_serving(env):
+    settings, store, ls = env
+    r1 = training.run_round(1, settings, store, ls)
+    ls.annotate(1, ["pos"])
+    ls.fail_on = {"update_project"}
+    r2 = training.run_round(1, settings, store, ls)
+    assert r2["status"] == "failed" and "injected failure" in r2["error"]
+    assert store.current(1) == r1["version"] and r2["version"] not in store.versions(1)
+    assert store.last_audit(1)["status"] == "failed"
+    ls.fail_on = set()
+    r3 = training.run_round(1, settings, store, ls)  # the next webhook retries
+    assert r3["status"] == "ok" and store.current(1) == r3["version"]
+    assert set(ls.model_versions(1)) == {r3["version"]}  # the orphan push is cleaned up too
+
+
+def test_missing_text_is_skipped(env):
+    settings, store, ls = env
+    ls.tasks.append({"id": 99, "data": {"other": "x"}, "annotations": []})
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["n_skipped"] == 1 and 99 not in ls.current_predictions()
+
+
+def test_min_annotations_threshold(env):
+    settings, store, ls = env
+    s3 = Settings(**{**settings.__dict__, "min_annotations": 3})
+    ls.annotate(1, ["pos"])
+    ls.annotate(6, ["neg"])
+    assert training.run_round(1, s3, store, ls)["cold_start"] is True
+    ls.annotate(2, ["pos"])
+    assert training.run_round(1, s3, store, ls)["cold_start"] is False
+
+
+def test_one_class_training_set(env):
+    settings, store, ls = env
+    ls.annotate(1, ["pos"])
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and not rec["cold_start"]
+    assert all(p["result"][0]["value"]["choices"] == ["pos"]
+               for p in ls.current_predictions().values())
+
+
+def test_multi_label_falls_back_for_single_label_strategy(settings):
+    store = Store(settings.model_dir)
+    setup_project(store, MULTI_CONFIG, pid=2)
+    texts = ["apple banana", "banana cherry", "cherry apple", "apple", "banana", "cherry",
+             "apple banana cherry", "nothing here"]
+    ls = FakeLabelStudio(make_tasks(texts, field="content"))
+    for tid, labels in [(1, ["a", "b"]), (2, ["b", "c"]), (4, ["a"]), (5, ["b"])]:
+        ls.annotate(tid, labels, from_name="topics")
+    rec = training.run_round(2, settings, store, ls)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["strategy_used"] == "multi_label_uncertainty" and "warning" in rec
+    preds = ls.current_predictions()
+    assert sorted(preds) == [3, 6, 7, 8]
+    proba = store.load_model(2, rec["version"])["clf"].predict_proba(
+        __import__("al_engine.data", fromlist=["Dataset"]).Dataset.from_texts(
+            [texts[t - 1] for t in [3, 6, 7, 8]], None, target_labels=["a", "b", "c"],
+            multi_label=True))
+    margin = np.abs(proba - 0.5).min(axis=1)
+    expected = [[3, 6, 7, 8][i] for i in np.argsort(margin, kind="stable")]
+    assert sorted(preds, key=lambda t: preds[t]["score"]) == expected
+
+
+def test_stopping_state_persists_across_rounds(env):
+    settings, store, ls = env
+    s = Settings(**{**settings.__dict__, "stopping_criterion": "max_iterations",
+                    "stopping_params": {"max_iterations": 2}})
+    ls.annotate(1, ["pos"])
+    ls.annotate(6, ["neg"])
+    verdicts = [training.run_round(1, s, Store(settings.model_dir), ls)["stopping"]["stop"]
+                for _ in range(3)]  # a new Store each round: state comes from disk
+    assert verdicts == [False, True, True]
+
+
+def test_unset_project_fails_cleanly(settings):
+    store = Store(settings.model_dir)
+    rec = training.run_round(7, settings, store, FakeLabelStudio([]))
+    assert rec["status"] == "failed" and "not set up" in rec["error"]
+    assert json.loads((store.audit(7)[-1] and json.dumps(store.audit(7)[-1])))["status"] == "failed"
+
+
+def test_priorities_formula():
+    assert training.priorities(1).tolist() == [0.0]
+    assert training.priorities(5).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert training._complete_order([4, 2, 4, 9], np.array([1, 2, 3, 4])).tolist() == [4, 2, 1, 3]
+
+
+class LaggingLabelStudio(FakeLabelStudio):
+    """Label Studio whose full listing does not show the newest annotation yet (the webhook
+    arrives before the save is visible); a direct re-read of the task shows it from the
+    ``visible_after``-th re-read on."""
+
+    def __init__(self, tasks, hidden_annotation, visible_after=2):
+        super().__init__(tasks)
+        self.hidden, self.visible_after, self.rereads = hidden_annotation, visible_after, 0
+
+    def fetch_tasks(self, project_id):
+        tasks = super().fetch_tasks(project_id)
+        for t in tasks:
+            t["annotations"] = [a for a in t["annotations"] if a["id"] != self.hidden]
+        return tasks
+
+    def fetch_tasks_by_id(self, project_id, task_ids):
+        self.rereads += 1
+        tasks = [t for t in super().fetch_tasks(project_id) if t["id"] in set(task_ids)]
+        if self.rereads < self.visible_after:
+            for t in tasks:
+                t["annotations"] = [a for a in t["annotations"] if a["id"] != self.hidden]
+        return tasks
+
+
+def _webhook(store, ann_id, task_id, action="ANNOTATION_CREATED"):
+    return store.append_event(1, {"action": action, "project": 1,
+                                  "annotation": {"id": ann_id, "task": task_id}})
+
+
+def test_annotation_announced_by_webhook_but_not_yet_visible_is_waited_for(settings, monkeypatch):
+    monkeypatch.setattr(training, "VISIBILITY_BACKOFF", (0.0,) * 6)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1002, visible_after=3)
+    for i, (tid, label) in enumerate([(1, "pos"), (6, "neg"), (2, "pos")]):
+        ls.annotate(tid, [label])
+        _webhook(store, 1000 + i, tid)
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and "missing_annotations" not in rec
+    assert sorted(rec["labels"]["annotation_ids"]) == [1000, 1001, 1002]
+    assert ls.rereads == 3 and rec["n_labeled"] == 3
+
+
+def test_annotation_that_never_shows_up_is_reported_not_waited_for_forever(settings, monkeypatch):
+    monkeypatch.setattr(training, "VISIBILITY_BACKOFF", (0.0,) * 6)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1001, visible_after=99)
+    ls.annotate(1, ["pos"]); _webhook(store, 1000, 1)
+    ls.annotate(6, ["neg"]); _webhook(store, 1001, 6)
+    _webhook(store, 555, 7)
+    store.append_event(1, {"action": "ANNOTATIONS_DELETED", "project": 1, "annotation_ids": [555]})
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["missing_annotations"] == [1001]
+    assert ls.rereads == 1 + len(training.VISIBILITY_BACKOFF)
+
+
+def test_expected_annotations_replays_creates_updates_and_deletes():
+    events = [{"seq": 1, "action": "ANNOTATION_CREATED", "annotation": {"id": 5, "task": 1}},
+              {"seq": 2, "action": "ANNOTATION_UPDATED", "annotation": {"id": 5, "task": 1}},
+              {"seq": 3, "action": "ANNOTATION_CREATED", "annotation": {"id": 6, "task": 2}},
+              {"seq": 4, "action": "ANNOTATIONS_DELETED", "annotation_ids": [6]},
+              {"seq": 5, "action": "ANNOTATION_CREATED", "annotation": {"id": 7, "task": 3}}]
+    assert training.expected_annotations(events, upto=4) == {5: 1}
+    assert training.expected_annotations(events, upto=5) == {5: 1, 7: 3}
+
+
+@pytest.mark.parametrize("criterion", ["kappa_average", "overall_uncertainty",
+                                       "classification_change", "delta_f_score"])
+def test_every_stopping_criterion_gives_a_verdict(tmp_path, criterion):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                                  "AL_STOPPING_CRITERION": criterion}, validate_components=False)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok"
+    assert "error" not in rec["stopping"], rec["stopping"]
+    assert rec["stopping"]["stop"] in (True, False)
+
+
+def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest(tmp_path):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                                  "AL_PUSH_FIRST": "3"}, validate_components=False)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["push_complete"] and rec["pushed"] == 8
+    # import(head of 3) -> PATCH -> import(rest of 5) -> versions/delete
+    calls = [c for c in ls.calls if c in ("import_predictions", "update_project")]
+    assert calls == ["import_predictions", "update_project", "import_predictions"]
+    head = ls.predictions[:3]
+    assert [p["score"] for p in head] == pytest.approx([0.0, 1 / 7, 2 / 7])
+
+
+def test_rest_of_the_push_stops_when_a_newer_retrain_is_pending(tmp_path):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                                  "AL_PUSH_FIRST": "2"}, validate_components=False)
+    store = Store(settings.model_dir)
+    setup_project(store)
+
+    class Busy(FakeLabelStudio):
+        def update_project(self, project_id, **fields):
+            out = super().update_project(project_id, **fields)
+            store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train"})
+            return out
+
+    ls = Busy(make_tasks(POS + NEG))
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    first = training.run_round(1, settings, store, ls)
+    assert first["status"] == "ok" and first["push_complete"] is False and first["pushed"] == 2
+    assert "deleted_versions" not in first
+    assert ls.project["model_version"] == first["version"]

@@ -1,0 +1,111 @@
+"""End to end: a real Label Studio 1.23.2 drives our real backend (gunicorn, ``studio-al serve``).
+
+For each strategy x project: connect the backend with ``POST /api/ml``, annotate through Label
+Studio's API (Label Studio sends the webhooks), and after every round check in Label Studio that
+the new version's predictions cover every unlabeled task, the project serves that version with
+uncertainty sampling, the superseded version is gone, and ``/next`` serves the task our
+strategy ranked first - which an independent al_engine re-computation confirms.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.flows import Project, independent_best, read_jsonl, wait_for_round
+
+ROUNDS = 3
+PROJECTS = {
+    # name: (dataset, labels, tasks per label)
+    "sms-binary": ("sms_spam.train", ["ham", "spam"], 100),
+    "agnews-4class": ("ag_news.train", ["World", "Sports", "Business", "Sci/Tech"], 50),
+}
+
+
+def check_round(project: Project, backend, record: dict, previous: str | None, strategy: str) -> str:
+    ls, pid = project.ls, project.pid
+    version = record["version"]
+    model_dir = backend.extra["model_dir"]
+
+    # the webhooks arrived: every annotation we created is in the event log as ANNOTATION_CREATED
+    events = read_jsonl(model_dir / str(pid) / "events.jsonl")
+    seen = {e["annotation"]["id"] for e in events
+            if e.get("action") == "ANNOTATION_CREATED" and isinstance(e.get("annotation"), dict)}
+    assert set(project.annotations.values()) <= seen, "some ANNOTATION_CREATED webhooks never arrived"
+
+    # a new version, with exactly one prediction per unlabeled task, the old one deleted
+    assert version != previous and version.startswith("studio-al-")
+    assert record["n_labeled"] == len(project.annotations)
+    assert record["n_unlabeled"] == len(project.unlabeled)
+    versions = ls.req("GET", f"/api/projects/{pid}/model-versions")
+    assert versions.get(version) == len(project.unlabeled), versions
+    if previous is not None:
+        assert previous not in versions, f"superseded version {previous} still in Label Studio: {versions}"
+    assert not [v for v in versions if v.startswith("studio-al-") and v != version], versions
+    preds = ls.req("GET", "/api/predictions", params={"project": pid})
+    covered = {p["task"] for p in preds if p["model_version"] == version}
+    assert covered == set(project.unlabeled)
+
+    # the project serves that version with uncertainty sampling
+    proj = ls.req("GET", f"/api/projects/{pid}")
+    assert proj["model_version"] == version
+    assert proj["sampling"] == "Uncertainty sampling"
+
+    # /next serves the backend's first-ranked task ...
+    top = record["queried"][0]["task"]
+    assert record["queried"][0]["score"] == 0.0
+    nxt = ls.req("GET", f"/api/projects/{pid}/next")
+    assert nxt["id"] == top, f"/next served {nxt['id']}, backend ranked {top} first"
+    # ... and an independent re-computation with al_engine agrees
+    tied, info = independent_best(project, strategy)
+    assert top in tied, f"backend's top task {top} not among the independently best {sorted(tied)[:10]} {info}"
+    return version
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "breaking_ties"])
+@pytest.mark.parametrize("kind", list(PROJECTS))
+def test_rounds_reorder_label_studio_queue(ls, backends, strategy, kind):
+    dataset, labels, per_label = PROJECTS[kind]
+    backend = backends(strategy)
+    project = Project.create(ls, f"e2e {kind} {strategy}", dataset, labels, per_label=per_label)
+    project.connect(backend.url)
+
+    # seed: one task of every class, annotated through Label Studio (which sends the webhooks)
+    for name in labels:
+        tid = next(t for t in project.unlabeled if project.truth[t] == [name])
+        project.annotate(tid)
+    previous = None
+    for rnd in range(ROUNDS):
+        record = wait_for_round(backend.url, backend.extra["model_dir"], project.pid,
+                                set(project.annotations.values()))
+        assert record["strategy_used"] == strategy
+        previous = check_round(project, backend, record, previous, strategy)
+        # label the served task (it stays locked otherwise): one webhook, one more round
+        project.annotate(record["queried"][0]["task"])
+    status = ls.req("GET", f"/api/projects/{project.pid}")
+    assert status["model_version"] == previous
+
+
+def test_multi_label_project(ls, backends):
+    """A Choices choice="multiple" project: a single-label strategy falls back to multi-label
+    uncertainty (reported in the audit record); the queue is still reordered."""
+    from tests.e2e.harness import load_jsonl
+    wanted = ["earn", "acq", "crude"]
+    recs = [r for r in load_jsonl("reuters21578.train", n=3000) if set(r["labels"]) & set(wanted)][:80]
+    for r in recs:
+        r["labels"] = [x for x in r["labels"] if x in wanted]
+    backend = backends("breaking_ties")
+    project = Project.create(ls, "e2e multi-label", "reuters21578.train", wanted, multiple=True, records=recs)
+    project.connect(backend.url)
+    for name in wanted:
+        project.annotate(next(t for t in project.unlabeled if name in project.truth[t]))
+    record = wait_for_round(backend.url, backend.extra["model_dir"], project.pid, set(project.annotations.values()))
+    assert record["strategy_used"] != "breaking_ties", json.dumps(record)[:500]
+    versions = ls.req("GET", f"/api/projects/{project.pid}/model-versions")
+    assert versions.get(record["version"]) == len(project.unlabeled)
+    top = record["queried"][0]["task"]
+    assert ls.req("GET", f"/api/projects/{project.pid}/next")["id"] == top
+    preds = ls.req("GET", "/api/predictions", params={"project": project.pid})
+    shown = [p for p in preds if p["task"] == top and p["model_version"] == record["version"]]
+    assert shown and shown[0]["result"][0]["type"] == "choices"
+    assert set(shown[0]["result"][0]["value"]["choices"]) <= set(wanted)

@@ -1,0 +1,233 @@
+"""A small fake Label Studio in its own process: the REST calls our client makes, plus
+``/_test/*`` control routes that create tasks and annotations and inject faults.
+
+Run: ``python -m tests.reliability.fake_ls --port 0 --token TOKEN`` (prints ``PORT <n>`` on
+stdout when listening). Faults (``POST /_test/fault``): ``{"match": "<path substring>",
+"method": "POST", "mode": "500"|"hang"|"close"|"hold", "times": n, "seconds": s}``:
+``500`` answers HTTP 500, ``hang`` sleeps ``seconds`` before answering (a client timeout),
+``close`` drops the connection without an answer, ``hold`` blocks the request until
+``POST /_test/release``. Each fault is consumed by ``times`` matching requests.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+LOCK = threading.Lock()
+RELEASE = threading.Event()
+STATE: dict = {"projects": {}, "faults": [], "log": [], "token": None, "held": 0}
+ANN_IDS = itertools.count(1)
+
+
+def project(pid: int) -> dict:
+    return STATE["projects"].setdefault(pid, {"tasks": {}, "predictions": [],
+                                              "fields": {"id": pid, "model_version": "",
+                                                         "sampling": "Sequential sampling"}})
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"null") if n else None
+
+    def _fault(self, method: str, path: str):
+        with LOCK:
+            for f in STATE["faults"]:
+                if f["times"] > 0 and f["match"] in path and f.get("method", method) == method:
+                    f["times"] -= 1
+                    return dict(f)
+        return None
+
+    def _handle(self, method: str) -> None:
+        url = urlparse(self.path)
+        path, query = url.path, parse_qs(url.query)
+        body = self._body() if method in ("POST", "PATCH", "DELETE") else None
+        if path.startswith("/_test/"):
+            return self._control(method, path, body, query)
+        t = time.time()
+        with LOCK:
+            STATE["log"].append({"method": method, "path": path, "t": t,
+                                 "auth": self.headers.get("Authorization") ==
+                                 f"Token {STATE['token']}"})
+        fault = self._fault(method, path)
+        if fault:
+            if fault["mode"] == "500":
+                return self._send(500, {"detail": "injected server error"})
+            if fault["mode"] == "close":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            if fault["mode"] == "hang":
+                time.sleep(float(fault.get("seconds", 5)))
+            if fault["mode"] == "hold":
+                with LOCK:
+                    STATE["held"] += 1
+                RELEASE.wait(float(fault.get("seconds", 120)))
+        if self.headers.get("Authorization") != f"Token {STATE['token']}":
+            return self._send(401, {"detail": "Authentication credentials were not provided."})
+        if method == "GET" and path.rstrip("/") == "/api/tasks":
+            with LOCK:
+                data = json.dumps(self._dm_list(query)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
+        m = re.fullmatch(r"/api/projects/(\d+)(/.*)?", path)
+        if not m:
+            return self._send(404, {"detail": "not found"})
+        pid, rest = int(m.group(1)), (m.group(2) or "").rstrip("/")
+        with LOCK:
+            p = project(pid)
+            if method == "GET" and rest == "":
+                return self._send(200, {**p["fields"], "task_number": len(p["tasks"])})
+            if method == "PATCH" and rest == "":
+                p["fields"].update(body or {})
+                return self._send(200, p["fields"])
+            if method == "GET" and rest == "/export":
+                tasks = [{"id": tid, "data": t["data"], "annotations": t["annotations"],
+                          "predictions": []} for tid, t in sorted(p["tasks"].items())]
+                data = json.dumps(tasks).encode()
+            elif method == "POST" and rest == "/import/predictions":
+                p["predictions"].extend(body or [])
+                return self._send(201, {"created": len(body or [])})
+            elif method == "GET" and rest == "/model-versions":
+                counts: dict = {}
+                for pr in p["predictions"]:
+                    counts[pr["model_version"]] = counts.get(pr["model_version"], 0) + 1
+                return self._send(200, counts)
+            elif method == "DELETE" and rest == "/model-versions":
+                v = (body or {}).get("model_version")
+                before = len(p["predictions"])
+                p["predictions"] = [x for x in p["predictions"] if x["model_version"] != v]
+                return self._send(200, {"deleted_predictions": before - len(p["predictions"])})
+            else:
+                return self._send(404, {"detail": f"no route {method} {path}"})
+        # export body built under the lock, sent outside it
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return None
+
+    @staticmethod
+    def _dm_list(query) -> dict:
+        """``GET /api/tasks`` of the data manager: the filters our client sends (task id
+        greater than; total/cancelled annotations greater than), ordered by id, paged."""
+        p = project(int(query["project"][0]))
+        q = json.loads(query.get("query", ["{}"])[0])
+        filters = (q.get("filters") or {}).get("items") or []
+        conj = (q.get("filters") or {}).get("conjunction", "and")
+
+        def keep(tid, t):
+            checks = []
+            for f in filters:
+                name, value = f["filter"], f["value"]
+                if name == "filter:tasks:id":
+                    checks.append(tid > value)
+                elif name == "filter:tasks:total_annotations":
+                    checks.append(sum(not a["was_cancelled"] for a in t["annotations"]) > value)
+                elif name == "filter:tasks:cancelled_annotations":
+                    checks.append(sum(a["was_cancelled"] for a in t["annotations"]) > value)
+            if not checks:
+                return True
+            return any(checks) if conj == "or" else all(checks)
+
+        rows = [(tid, t) for tid, t in sorted(p["tasks"].items()) if keep(tid, t)]
+        size, page = int(query.get("page_size", ["100"])[0]), int(query.get("page", ["1"])[0])
+        chunk = rows[(page - 1) * size: page * size]
+        return {"total": len(rows), "tasks": [
+            {"id": tid, "data": t["data"], "annotations": t["annotations"]} for tid, t in chunk]}
+
+    def _control(self, method, path, body, query):
+        with LOCK:
+            if path == "/_test/tasks" and method == "POST":
+                p = project(int(body["project"]))
+                start = int(body.get("start_id", 1))
+                for i, text in enumerate(body["texts"]):
+                    p["tasks"][start + i] = {"data": {body.get("field", "text"): text},
+                                             "annotations": []}
+                return self._send(200, {"tasks": len(p["tasks"])})
+            if path == "/_test/annotate" and method == "POST":
+                p = project(int(body["project"]))
+                out = []
+                for item in body["items"]:
+                    ann_id = next(ANN_IDS)
+                    p["tasks"][int(item["task"])]["annotations"].append({
+                        "id": ann_id, "was_cancelled": False, "ground_truth": False,
+                        "updated_at": f"2026-01-01T00:00:{ann_id % 60:02d}.{ann_id:06d}Z",
+                        "completed_by": 1,
+                        "result": [{"from_name": body.get("from_name", "sentiment"),
+                                    "to_name": "text", "type": "choices",
+                                    "value": {"choices": [item["choice"]]}}]})
+                    out.append(ann_id)
+                return self._send(200, {"ids": out})
+            if path == "/_test/fault" and method == "POST":
+                STATE["faults"].append({"times": 1, **body})
+                RELEASE.clear()
+                return self._send(200, {"faults": len(STATE["faults"])})
+            if path == "/_test/release" and method == "POST":
+                RELEASE.set()
+                STATE["faults"] = []
+                return self._send(200, {"released": True})
+            if path == "/_test/state" and method == "GET":
+                pid = int(query["project"][0])
+                p = project(pid)
+                versions: dict = {}
+                for pr in p["predictions"]:
+                    versions[pr["model_version"]] = versions.get(pr["model_version"], 0) + 1
+                return self._send(200, {"fields": p["fields"], "versions": versions,
+                                        "held": STATE["held"], "log": STATE["log"][-500:]})
+        return self._send(404, {"detail": "unknown control route"})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PATCH(self):
+        self._handle("PATCH")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--token", required=True)
+    args = ap.parse_args(argv)
+    STATE["token"] = args.token
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"PORT {server.server_address[1]}", flush=True)
+    sys.stdout.flush()
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

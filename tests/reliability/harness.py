@@ -1,0 +1,260 @@
+"""Real processes for the reliability tests: Redis (the machine's, or a private
+``redis-server``), the fake Label Studio, ``studio-al serve`` (gunicorn) and ``studio-al
+worker`` (RQ). Every wait polls with a bound; nothing sleeps a fixed time to wait."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("STUDIO_AL_DATA", ROOT.parent / "shared" / "data"))
+MAIN_REDIS = "redis://127.0.0.1:6379/0"
+
+LABEL_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="positive"/><Choice value="negative"/>
+  </Choices>
+</View>"""
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
+    """Poll ``cond()`` until truthy (returned) or raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except Exception as exc:  # noqa: BLE001 - keep polling through transient errors
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def texts(n: int, offset: int = 0) -> list[tuple[str, str]]:
+    """``n`` (text, label) pairs of SST-2 (positive/negative)."""
+    out = []
+    with open(DATA / "sst2.train.jsonl") as fh:
+        for i, line in enumerate(fh):
+            if i < offset:
+                continue
+            row = json.loads(line)
+            out.append((row["text"], row["label"]))
+            if len(out) == n:
+                break
+    return out
+
+
+def require_redis(url: str = MAIN_REDIS):
+    import redis
+    conn = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        raise AssertionError(f"these tests need the real Redis at {url} ({exc}); start it with "
+                             "`redis-server` (apt-get install redis-server)") from None
+    return conn
+
+
+def cleanup_prefix(conn, prefix: str) -> None:
+    """Delete every key of a test run: ours (``prefix:*``) and RQ's for the queue ``prefix``."""
+    for pattern in (f"{prefix}:*", f"rq:*{prefix}*"):
+        keys = list(conn.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 500):
+            conn.delete(*keys[i:i + 500])
+    conn.srem("rq:queues", f"rq:queue:{prefix}")
+    for w in conn.smembers("rq:workers"):
+        if prefix.encode() in w:
+            conn.srem("rq:workers", w)
+
+
+class PrivateRedis:
+    """A ``redis-server`` on a free port (no persistence), restartable on the same port."""
+
+    def __init__(self, workdir: Path, password: str | None = None):
+        if not shutil.which("redis-server"):
+            raise AssertionError("redis-server is not installed (apt-get install redis-server)")
+        self.port, self.workdir, self.password = free_port(), workdir, password
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> "PrivateRedis":
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir)]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+        conn = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        wait_for(lambda: conn.ping(), 10, "private redis-server to answer")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class FakeLS:
+    """The fake Label Studio process (``tests/reliability/fake_ls.py``)."""
+
+    def __init__(self, token: str, port: int = 0):
+        self.token = token
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.fake_ls",
+                                      "--port", str(port), "--token", token], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise AssertionError(f"fake Label Studio did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.s = requests.Session()
+
+    def _post(self, route: str, body: dict) -> dict:
+        r = self.s.post(self.url + route, json=body, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def add_tasks(self, project: int, rows: list[str], start_id: int = 1) -> None:
+        self._post("/_test/tasks", {"project": project, "texts": rows, "start_id": start_id})
+
+    def annotate(self, project: int, items: list[dict]) -> list[int]:
+        return self._post("/_test/annotate", {"project": project, "items": items})["ids"]
+
+    def fault(self, **fault) -> None:
+        self._post("/_test/fault", fault)
+
+    def release(self) -> None:
+        self._post("/_test/release", {})
+
+    def state(self, project: int) -> dict:
+        r = self.s.get(self.url + "/_test/state", params={"project": project}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def base_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AL_", "BASIC_AUTH", "REDIS", "LABEL_STUDIO", "MAX_REQUEST"))}
+    env.update({"LOG_LEVEL": "INFO", "AL_LOCK_TTL": "3", "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A child process in its own session (so ``kill -9`` can take its whole group), its
+    stderr kept in a file for the log assertions."""
+
+    def __init__(self, argv: list[str], env: dict, log: Path):
+        self.log_path = log
+        self._fh = open(log, "ab")
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._fh, stderr=self._fh,
+                                     start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill9(self) -> None:
+        """SIGKILL the process and every process of its group (the RQ work horse too)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._fh.close()
+
+    def log(self) -> str:
+        self._fh.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class Backend:
+    """``studio-al serve`` (gunicorn) on a free port."""
+
+    def __init__(self, env: dict, log: Path, workers: int = 1, threads: int = 8):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc([sys.executable, "-m", "backend.cli", "serve", "--bind",
+                          f"127.0.0.1:{self.port}", "--threads", str(threads),
+                          "--workers", str(workers)], env, log)
+        self.s = requests.Session()
+        self.auth = None
+        if env.get("BASIC_AUTH_USER"):
+            self.auth = (env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"])
+            self.s.auth = self.auth
+        wait_for(lambda: self.proc.proc.poll() is None and
+                 requests.get(self.url + "/health", timeout=1).ok, 60,
+                 f"backend on {self.url} (log: {log})")
+
+    def get(self, route: str, **params):
+        return self.s.get(self.url + route, params=params, timeout=30)
+
+    def post(self, route: str, body):
+        return self.s.post(self.url + route, json=body, timeout=30)
+
+    def setup(self, project: int, hostname: str | None = None, token: str | None = None):
+        body = {"project": f"{project}.1700000000", "schema": LABEL_CONFIG}
+        if hostname:
+            body.update(hostname=hostname, access_token=token)
+        r = self.post("/setup", body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def job(self, project: int) -> dict:
+        return self.get("/status", project=project).json()["job"]
+
+
+def worker(env: dict, log: Path, nice: int = 10) -> Proc:
+    """``studio-al worker --nice 10``: training yields the CPU to the web process, as a
+    worker co-located with ``studio-al serve`` should."""
+    return Proc([sys.executable, "-m", "backend.cli", "worker", "--nice", str(nice)], env, log)
+
+
+def unique_prefix(tag: str) -> str:
+    return f"studio-al-test-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_workers(redis_url: str, prefix: str, n: int = 1, timeout: float = 60) -> None:
+    """Wait until ``n`` RQ workers listen on queue ``prefix``."""
+    import redis
+    conn = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
+    wait_for(lambda: conn.scard(f"rq:workers:{prefix}") >= n, timeout,
+             f"{n} RQ worker(s) on queue {prefix}", interval=0.1)
