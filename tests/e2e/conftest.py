@@ -35,7 +35,7 @@ def label_studio(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ls(label_studio) -> LS:
-    return LS(label_studio.url)
+    return LS(label_studio.url, logfile=label_studio.logfile)
 
 
 @pytest.fixture(scope="session")

@@ -309,8 +309,9 @@ def load_jsonl(name: str, n: int | None = None, per_label: int | None = None) ->
 class LS:
     """Tiny Label Studio REST helper for the tests (the backend has its own client)."""
 
-    def __init__(self, url: str, token: str = LS_TOKEN) -> None:
+    def __init__(self, url: str, token: str = LS_TOKEN, logfile: Path | None = None) -> None:
         self.url = url.rstrip("/")
+        self.logfile = logfile
         self.s = requests.Session()
         self.s.headers["Authorization"] = f"Token {token}"
 
@@ -318,7 +319,12 @@ class LS:
         r = self.s.request(method, self.url + path, timeout=kw.pop("timeout", 120), **kw)
         codes = (expect,) if isinstance(expect, int) else expect
         if r.status_code not in codes:
-            raise AssertionError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
+            detail = r.text[:500]
+            if r.status_code >= 500 and self.logfile is not None and self.logfile.exists():
+                # Label Studio answers 5xx with an HTML page: its own log says what went wrong
+                tail = self.logfile.read_text(errors="replace").splitlines()[-40:]
+                detail = "Label Studio log tail:\n" + "\n".join(tail)
+            raise AssertionError(f"{method} {path} -> {r.status_code}: {detail}")
         return r.json() if r.content else None
 
     def create_project(self, title: str, label_config: str, tasks: list[dict]) -> int:
