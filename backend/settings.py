@@ -45,7 +45,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "LABEL_STUDIO_TIMEOUT": "30",
     "LABEL_STUDIO_RETRIES": "3",
     "MAX_REQUEST_MB": "100",
-    "AL_PUSH_FIRST": "50",
+    "AL_PUSH_FIRST": "10",
 }
 
 
@@ -82,7 +82,7 @@ class Settings:
     label_studio_timeout: float = 30.0
     label_studio_retries: int = 3
     max_request_mb: int = 100
-    push_first: int = 50
+    push_first: int = 10
 
     @property
     def basic_auth(self) -> bool:

@@ -48,6 +48,11 @@ class FakeLabelStudio:
         self.predictions.extend(copy.deepcopy(predictions))
         return len(predictions)
 
+    def create_prediction(self, prediction):
+        self._call("create_prediction")
+        self.predictions.append(copy.deepcopy(prediction))
+        return len(self.predictions)
+
     def update_project(self, project_id, **fields):
         self._call("update_project")
         self.project.update(fields)

@@ -144,6 +144,13 @@ def test_import_predictions_chunks_and_sums_created(fake):
         client(fake).import_predictions(5, preds, chunk_size=0)
 
 
+def test_create_prediction_posts_one_prediction_and_returns_its_id(fake):
+    fake.on("POST", "/api/predictions", (201, lambda call: {"id": 77, **call["body"]}))
+    pred = {"task": 3, "result": [], "score": 0.25, "model_version": "v2"}
+    assert client(fake).create_prediction(pred) == 77
+    assert [(c["method"], c["path"], c["body"]) for c in fake.calls] == [("POST", "/api/predictions", pred)]
+
+
 def test_delete_model_version_sends_body_and_returns_count(fake):
     fake.on("DELETE", "/api/projects/4/model-versions/", (200, {"deleted_predictions": 12}))
     assert client(fake).delete_model_version(4, "old-v") == 12

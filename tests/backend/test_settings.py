@@ -10,7 +10,7 @@ def test_defaults(tmp_path):
         ("breaking_ties", "linear_svc", "kappa_average", "random")
     assert (s.batch_size, s.min_annotations, s.seed, s.log_level) == (10, 1, 0, "INFO")
     assert s.model_dir == "./model_store" and s.redis_url is None and not s.basic_auth
-    assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 50
+    assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 10
 
 
 def test_every_variable_is_read():

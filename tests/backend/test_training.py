@@ -286,9 +286,9 @@ def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest(tmp_pat
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["push_complete"] and rec["pushed"] == 8
-    # import(head of 3) -> PATCH -> import(rest of 5) -> versions/delete
-    calls = [c for c in ls.calls if c in ("import_predictions", "update_project")]
-    assert calls == ["import_predictions", "update_project", "import_predictions"]
+    # 3 single creates (the head) -> PATCH -> one import (the rest of 5) -> versions/delete
+    calls = [c for c in ls.calls if c in ("create_prediction", "import_predictions", "update_project")]
+    assert calls == ["create_prediction"] * 3 + ["update_project", "import_predictions"]
     head = ls.predictions[:3]
     assert [p["score"] for p in head] == pytest.approx([0.0, 1 / 7, 2 / 7])
 

@@ -94,6 +94,14 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return None
+        if method == "POST" and path.rstrip("/") == "/api/predictions":
+            with LOCK:
+                tid = int((body or {}).get("task", -1))
+                owner = next((q for q in STATE["projects"].values() if tid in q["tasks"]), None)
+                if owner is None:
+                    return self._send(400, {"detail": f"task {tid} does not exist"})
+                owner["predictions"].append(body)
+                return self._send(201, {"id": len(owner["predictions"]), **body})
         m = re.fullmatch(r"/api/projects/(\d+)(/.*)?", path)
         if not m:
             return self._send(404, {"detail": "not found"})

@@ -67,7 +67,7 @@ def test_kill9_worker_mid_round(tmp_path, main_redis, fake_ls, report):
         assert _audit(store)[-1]["status"] == "ok"
 
         # Round 2 blocks inside its push (after training wrote its version files).
-        fake_ls.fault(match="/import/predictions", method="POST", mode="hold", seconds=60)
+        fake_ls.fault(match="/api/predictions", method="POST", mode="hold", seconds=60)
         _annotate_and_notify(fake_ls, backend, rows, list(range(41, 81)))
         wait_for(lambda: fake_ls.state(PROJECT)["held"] >= 1, 60, "round 2 to reach the push")
         job = backend.job(PROJECT)
@@ -189,10 +189,10 @@ def test_label_studio_faults_during_push(tmp_path, main_redis, fake_ls, report, 
         wait_for(lambda: _settled(backend), 60, "round 1")
         v1 = _audit(store)[-1]["version"]
 
-        # The PATCH uses the client timeout (bulk import has a 120 s floor in the client), so
-        # timeouts are injected there; 500s and dropped connections on the bulk import.
+        # The PATCH uses the client timeout (a POST that timed out is never retried), so
+        # timeouts are injected there; 500s and dropped connections on the first single create.
         route, method = (f"/api/projects/{PROJECT}", "PATCH") if mode == "hang" else \
-            (f"/api/projects/{PROJECT}/import/predictions", "POST")
+            ("/api/predictions", "POST")
         fake_ls.fault(match=route, method=method, mode=mode, times=3, seconds=3)
         _annotate_and_notify(fake_ls, backend, rows, [21, 22])
         wait_for(lambda: _settled(backend) and len(_audit(store)) == 2, 60, "the faulty round")

@@ -121,7 +121,7 @@ def test_no_secrets_in_logs(tmp_path, fake_ls):
         fake_ls.annotate(3, [{"task": t, "choice": rows[t - 1][1]} for t in range(1, 11)])
         assert backend.post("/webhook", {"action": "START_TRAINING", "project": 3}).ok
         wait_for(lambda: backend.job(3)["state"] == "idle", 60, "a good round")
-        fake_ls.fault(match="/import/predictions", method="POST", mode="500", times=2)
+        fake_ls.fault(match="/api/predictions", method="POST", mode="500", times=2)
         assert backend.post("/webhook", {"action": "START_TRAINING", "project": 3}).ok
         wait_for(lambda: backend.job(3)["state"] == "failed", 60, "a failing round")
         assert requests.get(backend.url + "/status", auth=("ls", "bad-guess"),
