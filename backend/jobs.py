@@ -7,9 +7,10 @@ Coalescing rule (per project):
 * a retrain requested while one **runs** sets a dirty flag, and exactly one more run follows
   the current one — a request is never dropped.
 
-:class:`ThreadJobRunner` runs jobs in one background thread of the web process (the embedded
-mode). A Redis/RQ runner with the same interface can call :func:`backend.training.run_round`
-directly.
+:class:`ThreadJobRunner` schedules jobs from one background thread of the web process (the
+embedded mode); :class:`ProcessRoundExecutor` runs each round in a long-lived spawned child
+process, so training never holds the web process's GIL. The Redis/RQ runner (``backend.rq_jobs``)
+calls :func:`backend.training.run_round` in its workers.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine.classifiers.base import labels_from_proba
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 
 
@@ -192,10 +193,7 @@ class TorchClassifier:
 
     def predict(self, dataset, return_proba: bool = False, multi_label_threshold: float = 0.5):
         proba = self.predict_proba(dataset)
-        if self.multi_label:
-            pred = sp.csr_matrix((proba > multi_label_threshold).astype(np.int64))
-        else:
-            pred = np.argmax(proba, axis=1).astype(np.int64)
+        pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
         return (pred, proba) if return_proba else pred
 
     def embed(self, dataset, return_proba: bool = False, **kwargs):

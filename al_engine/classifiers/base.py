@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
 
 
 class Classifier(ABC):
@@ -60,3 +61,15 @@ class ClassifierFactory:
 
     def new(self) -> Classifier:
         return self.classifier_cls(num_classes=self.num_classes, **(self.kwargs or {}))
+
+
+def labels_from_proba(proba: np.ndarray, multi_label: bool, multi_label_threshold: float = 0.5):
+    """Predicted labels from class probabilities: ``argmax`` per row (single-label, int64
+    class ids) or the CSR indicator matrix of ``proba > multi_label_threshold`` (multi-label)."""
+    if multi_label:
+        if not 0.0 <= multi_label_threshold <= 1.0:
+            raise ValueError(f"multi_label_threshold must be in [0, 1], got {multi_label_threshold}")
+        return sp.csr_matrix((proba > multi_label_threshold).astype(np.int64))
+    if proba.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.argmax(proba, axis=1).astype(np.int64)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine.classifiers.base import Classifier
+from al_engine.classifiers.base import Classifier, labels_from_proba
 from al_engine.classifiers._torch import check_positive_float, check_positive_int, check_train_set
 from al_engine.classifiers.sklearn import _check_num_classes
 from al_engine.classifiers.transformers import _check_model_path
@@ -213,10 +213,7 @@ class SetFitClassification(Classifier):
 
     def predict(self, dataset, return_proba: bool = False, multi_label_threshold: float = 0.5):
         proba = self.predict_proba(dataset)
-        if self.multi_label:
-            pred = sp.csr_matrix((proba > multi_label_threshold).astype(np.int64))
-        else:
-            pred = np.argmax(proba, axis=1).astype(np.int64)
+        pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
         return (pred, proba) if return_proba else pred
 
     def __getstate__(self):

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
-from al_engine.classifiers.base import Classifier
+from al_engine.classifiers.base import Classifier, labels_from_proba
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 from al_engine.features import TfidfFeaturizer
 
@@ -281,13 +281,7 @@ class SklearnClassifier(Classifier):
         predicted labels' probabilities in the multi-label case).
         """
         proba = self.predict_proba(dataset)
-        if self.multi_label:
-            if not 0.0 <= multi_label_threshold <= 1.0:
-                raise ValueError(f"multi_label_threshold must be in [0, 1], got {multi_label_threshold}")
-            pred = sp.csr_matrix((proba > multi_label_threshold).astype(np.int64))
-        else:
-            pred = np.argmax(proba, axis=1).astype(np.int64) if proba.shape[0] else \
-                np.empty(0, dtype=np.int64)
+        pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
         return (pred, proba) if return_proba else pred
 
     def embed(self, dataset, return_proba: bool = False, **kwargs):

@@ -99,6 +99,21 @@ class QueryStrategy(ABC):
         return f"{type(self).__name__}({params})"
 
 
+class WrappingQueryStrategy(QueryStrategy):
+    """A strategy that runs a base strategy (``base_query_strategy_``) on part of the pool:
+    it supports exactly the label modes its base supports."""
+
+    base_query_strategy_: QueryStrategy
+
+    @property
+    def supports_multi_label(self) -> bool:
+        return bool(getattr(self.base_query_strategy_, "supports_multi_label", False))
+
+    @property
+    def supports_single_label(self) -> bool:
+        return bool(getattr(self.base_query_strategy_, "supports_single_label", True))
+
+
 class ScoringQueryStrategy(QueryStrategy):
     """A strategy that scores every instance and takes the best ``n`` unlabeled ones.
 

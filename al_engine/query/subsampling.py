@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from al_engine.query._checks import check_pool, check_seed, make_rng
-from al_engine.query.base import QueryStrategy, check_query_args
+from al_engine.query.base import WrappingQueryStrategy, check_query_args
 
 
 def _resolve_base(base_query_strategy) -> QueryStrategy:
@@ -47,7 +47,7 @@ def _base_scores(base, n_rows: int, rows):
     return np.asarray(scores)[rows]
 
 
-class SubsamplingQueryStrategy(QueryStrategy):
+class SubsamplingQueryStrategy(WrappingQueryStrategy):
     """Applies ``base_query_strategy`` to a random subsample of the unlabeled pool.
 
     Parameters
@@ -82,14 +82,6 @@ class SubsamplingQueryStrategy(QueryStrategy):
         self.subsample_size = subsample_size
         self.seed = check_seed(seed)
         self.base_query_strategy_ = _resolve_base(base_query_strategy)
-
-    @property
-    def supports_multi_label(self) -> bool:
-        return bool(getattr(self.base_query_strategy_, "supports_multi_label", False))
-
-    @property
-    def supports_single_label(self) -> bool:
-        return bool(getattr(self.base_query_strategy_, "supports_single_label", True))
 
     # ------------------------------------------------------------------ internals
     def _draw(self, indices_unlabeled: np.ndarray) -> np.ndarray:

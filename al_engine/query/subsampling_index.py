@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from al_engine.exceptions import InvalidParameterError
 from al_engine.query._checks import check_pool, check_seed
 from al_engine.query._geometry import check_positive_int, embed_pool, l2_normalize, rest_of
-from al_engine.query.base import QueryStrategy, check_query_args, top_n
+from al_engine.query.base import WrappingQueryStrategy, check_query_args, top_n
 from al_engine.vector_index import check_index_spec, make_index
 
 _HNSW_KEYS = {"M", "ef_construction", "ef", "seed", "num_threads", "space"}
@@ -68,16 +68,8 @@ def _rank_rest(base, clf, dataset, rest, lab, y) -> np.ndarray:
     return np.asarray(base.rank(clf, dataset, rest, lab, y), dtype=np.int64)
 
 
-class _IndexSubsampling(QueryStrategy):
+class _IndexSubsampling(WrappingQueryStrategy):
     """Base-strategy delegation shared by SEALS and AnchorSubsampling."""
-
-    @property
-    def supports_multi_label(self) -> bool:
-        return bool(getattr(self.base_query_strategy_, "supports_multi_label", False))
-
-    @property
-    def supports_single_label(self) -> bool:
-        return bool(getattr(self.base_query_strategy_, "supports_single_label", True))
 
     def _embeddings(self, clf, dataset, unl, lab):
         emb = embed_pool(clf, dataset, np.concatenate([unl, lab]), embed_kwargs=self.embed_kwargs)
