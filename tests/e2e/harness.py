@@ -174,9 +174,9 @@ class Server:
 LS_TEMPLATE = REPO / ".e2e-cache" / f"ls-template-{LS_VERSION}"
 
 
-def _launch_ls(exe: Path, data_dir: Path, port: int) -> tuple[subprocess.Popen, Path]:
+def _launch_ls(exe: Path, data_dir: Path, port: int, db_env: dict | None = None) -> tuple[subprocess.Popen, Path]:
     logfile = data_dir / "ls.log"
-    env = {**os.environ, **LS_ENV, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, **LS_ENV, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), **(db_env or {})}
     cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir), "--username", LS_USER, "--password", LS_PASSWORD,
            "--user-token", LS_TOKEN, "--enable-legacy-api-token", "--log-level", "WARNING"]
@@ -229,6 +229,44 @@ def _make_template(exe: Path, marker: Path, timeout: float) -> Path:
     tmp.rename(LS_TEMPLATE)
     marker.write_text(LS_VERSION)
     return LS_TEMPLATE
+
+
+def postgres_database(host: str = "127.0.0.1", user: str = "postgres") -> dict:
+    """Create a fresh, empty PostgreSQL database (``createdb``) for one Label Studio run and
+    return the environment that points Label Studio at it (``DJANGO_DB=default`` + ``POSTGRE_*``).
+    Drop it afterwards with :func:`drop_postgres_database`."""
+    name = f"studio_al_ls_{os.getpid()}_{int(time.time())}"
+    proc = subprocess.run(["createdb", "-h", host, "-U", user, name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError(f"createdb {name} on {host} failed: {proc.stderr.strip()}")
+    return {"DJANGO_DB": "default", "POSTGRE_HOST": host, "POSTGRE_PORT": "5432",
+            "POSTGRE_USER": user, "POSTGRE_PASSWORD": "", "POSTGRE_NAME": name}
+
+
+def drop_postgres_database(db_env: dict) -> None:
+    subprocess.run(["dropdb", "--if-exists", "-h", db_env["POSTGRE_HOST"], "-U", db_env["POSTGRE_USER"],
+                    db_env["POSTGRE_NAME"]], capture_output=True, text=True)
+
+
+def start_label_studio_postgres(data_dir: Path, db_env: dict, port: int | None = None,
+                                timeout: float = 600.0) -> Server:
+    """Start Label Studio on a PostgreSQL database (``postgres_database()``): the first start
+    runs every migration (a few minutes on a loaded machine)."""
+    exe = ensure_ls_venv()
+    port = port or free_port()
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log(f"starting Label Studio {LS_VERSION} on 127.0.0.1:{port} (PostgreSQL database "
+        f"{db_env['POSTGRE_NAME']}; migrations first)")
+    proc, logfile = _launch_ls(exe, data_dir, port, db_env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        took = _wait_ls(url, proc, logfile, timeout)
+    except BaseException:
+        stop_process(proc)
+        raise
+    log(f"Label Studio healthy after {took:.1f}s")
+    return Server(url, proc, logfile, took)
 
 
 def start_label_studio(data_dir: Path, port: int | None = None, timeout: float = 180.0) -> Server:
