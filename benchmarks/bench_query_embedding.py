@@ -48,6 +48,8 @@ CASES = [
     ("contrastive_active_learning", "contrastive_active_learning", {}, "cal", "overlap"),
     ("contrastive_active_learning[pool]", "contrastive_active_learning",
      {"neighbourhood": "pool"}, "cal", "set"),
+    ("contrastive_active_learning[pool,exact]", "contrastive_active_learning",
+     {"neighbourhood": "pool", "vector_index": "exact"}, "cal", "set"),
     ("seals", "seals", {"base_query_strategy": "least_confidence"}, "seals", "overlap"),
     ("anchor_subsampling", "anchor_subsampling",
      {"base_query_strategy": "least_confidence", "seed": 0}, "anchor_subsampling", "overlap"),
