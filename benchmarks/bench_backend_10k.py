@@ -75,17 +75,12 @@ def main() -> int:
         "labels": labels, "strategy": args.strategy, "target_s": TARGET_S, "rounds": [],
         "db": args.db, "next_5xx": 0,
     }
-    db_env = None
     def on_term(signum, frame):  # write what we have when killed
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        if args.db == "postgres":
-            db_env = harness.postgres_database()
-            ls_srv = harness.start_label_studio_postgres(tmp / "ls-data", db_env)
-        else:
-            ls_srv = harness.start_label_studio(tmp / "ls-data")
+        ls_srv = harness.start_label_studio(tmp / "ls-data", db=args.db)
         result["label_studio_start_s"] = round(ls_srv.started_in, 2)
         backend = harness.start_backend(ls_srv.url, tmp / "model_store", args.strategy)
         model_dir = tmp / "model_store"
@@ -189,9 +184,7 @@ def main() -> int:
         if backend:
             backend.stop()
         if ls_srv:
-            ls_srv.stop()
-        if db_env:
-            harness.drop_postgres_database(db_env)
+            ls_srv.stop()  # also drops the PostgreSQL database
         result["machine"]["loadavg_at_end"] = os.getloadavg()
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,13 +48,9 @@ def main() -> int:
               "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
               "tasks": len(recs), "db": args.db, "cpus": os.cpu_count(),
               "loadavg_at_start": os.getloadavg(), "rows": rows}
-    db_env = srv = None
+    srv = None
     try:
-        if args.db == "postgres":
-            db_env = harness.postgres_database()
-            srv = harness.start_label_studio_postgres(tmp / "ls", db_env)
-        else:
-            srv = harness.start_label_studio(tmp / "ls")
+        srv = harness.start_label_studio(tmp / "ls", db=args.db)
         ls = harness.LS(srv.url, logfile=srv.logfile)
         pid = ls.req("POST", "/api/projects", json={"title": "write costs", "label_config": label_config(labels)})["id"]
         ls.req("POST", f"/api/projects/{pid}/import", timeout=900, json=[{"data": {"text": r["text"]}} for r in recs])
@@ -109,9 +105,7 @@ def main() -> int:
                                timeout=1800), probe=True)
     finally:
         if srv:
-            srv.stop()
-        if db_env:
-            harness.drop_postgres_database(db_env)
+            srv.stop()  # also drops the PostgreSQL database
         result["loadavg_at_end"] = os.getloadavg()
         out = Path(args.out)
         out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

@@ -166,9 +166,12 @@ class Server:
     logfile: Path
     started_in: float
     extra: dict = field(default_factory=dict)
+    on_stop: Callable[[], None] | None = None  # e.g. drop the server's database
 
     def stop(self) -> None:
         stop_process(self.proc)
+        if self.on_stop is not None:
+            self.on_stop()
 
 
 LS_TEMPLATE = REPO / ".e2e-cache" / f"ls-template-{LS_VERSION}"
@@ -231,10 +234,9 @@ def _make_template(exe: Path, marker: Path, timeout: float) -> Path:
     return LS_TEMPLATE
 
 
-def postgres_database(host: str = "127.0.0.1", user: str = "postgres") -> dict:
+def _postgres_database(host: str = "127.0.0.1", user: str = "postgres") -> dict:
     """Create a fresh, empty PostgreSQL database (``createdb``) for one Label Studio run and
-    return the environment that points Label Studio at it (``DJANGO_DB=default`` + ``POSTGRE_*``).
-    Drop it afterwards with :func:`drop_postgres_database`."""
+    return the environment that points Label Studio at it (``DJANGO_DB=default`` + ``POSTGRE_*``)."""
     name = f"studio_al_ls_{os.getpid()}_{int(time.time())}"
     proc = subprocess.run(["createdb", "-h", host, "-U", user, name], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -243,51 +245,48 @@ def postgres_database(host: str = "127.0.0.1", user: str = "postgres") -> dict:
             "POSTGRE_USER": user, "POSTGRE_PASSWORD": "", "POSTGRE_NAME": name}
 
 
-def drop_postgres_database(db_env: dict) -> None:
+def _drop_postgres_database(db_env: dict) -> None:
     subprocess.run(["dropdb", "--if-exists", "-h", db_env["POSTGRE_HOST"], "-U", db_env["POSTGRE_USER"],
                     db_env["POSTGRE_NAME"]], capture_output=True, text=True)
 
 
-def start_label_studio_postgres(data_dir: Path, db_env: dict, port: int | None = None,
-                                timeout: float = 600.0) -> Server:
-    """Start Label Studio on a PostgreSQL database (``postgres_database()``): the first start
-    runs every migration (a few minutes on a loaded machine)."""
+def start_label_studio(data_dir: Path, port: int | None = None, timeout: float | None = None,
+                       db: str = "sqlite") -> Server:
+    """Start Label Studio headless on a free port.
+
+    ``db="sqlite"`` (Label Studio's default): on a fresh copy of the migrated data-dir template
+    (``timeout`` 180 s). ``db="postgres"``: on a fresh database of the local PostgreSQL server,
+    which runs every migration first (``timeout`` 600 s); ``Server.stop()`` drops it.
+    """
+    if db not in ("sqlite", "postgres"):
+        raise ValueError(f"db must be 'sqlite' or 'postgres', got {db!r}")
     exe = ensure_ls_venv()
     port = port or free_port()
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log(f"starting Label Studio {LS_VERSION} on 127.0.0.1:{port} (PostgreSQL database "
-        f"{db_env['POSTGRE_NAME']}; migrations first)")
+    db_env = None
+    if db == "postgres":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db_env = _postgres_database()
+        where = f"PostgreSQL database {db_env['POSTGRE_NAME']}; migrations first"
+    else:
+        template = ensure_ls_template()
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        shutil.copytree(template, data_dir, ignore=shutil.ignore_patterns(".complete", "ls.log"))
+        where = f"data {data_dir}"
+    on_stop = (lambda: _drop_postgres_database(db_env)) if db_env else None
+    log(f"starting Label Studio {LS_VERSION} on 127.0.0.1:{port} ({where})")
     proc, logfile = _launch_ls(exe, data_dir, port, db_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        took = _wait_ls(url, proc, logfile, timeout)
+        took = _wait_ls(url, proc, logfile, timeout or (600.0 if db_env else 180.0))
     except BaseException:
         stop_process(proc)
+        if on_stop:
+            on_stop()
         raise
     log(f"Label Studio healthy after {took:.1f}s")
-    return Server(url, proc, logfile, took)
-
-
-def start_label_studio(data_dir: Path, port: int | None = None, timeout: float = 180.0) -> Server:
-    """Start Label Studio headless on a free port on a fresh copy of the migrated template."""
-    exe = ensure_ls_venv()
-    template = ensure_ls_template()
-    port = port or free_port()
-    data_dir = Path(data_dir)
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    shutil.copytree(template, data_dir, ignore=shutil.ignore_patterns(".complete", "ls.log"))
-    log(f"starting Label Studio {LS_VERSION} on 127.0.0.1:{port} (data {data_dir})")
-    proc, logfile = _launch_ls(exe, data_dir, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        took = _wait_ls(url, proc, logfile, timeout)
-    except BaseException:
-        stop_process(proc)
-        raise
-    log(f"Label Studio healthy after {took:.1f}s")
-    return Server(url, proc, logfile, took)
+    return Server(url, proc, logfile, took, on_stop=on_stop)
 
 
 def backend_command(bind: str) -> list[str]:
