@@ -33,16 +33,8 @@ MODEL_CLASS = "StudioAL"
 UNTRAINED = training.UNTRAINED
 UNRANKED_SCORE = 1.0
 
-TRAIN_ACTIONS = frozenset({
-    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
-    "TASKS_CREATED", "TASKS_DELETED", "START_TRAINING",
-})
-RECORD_ACTIONS = frozenset({"PROJECT_UPDATED"})
-IGNORED_ACTIONS = frozenset({
-    "PROJECT_CREATED", "PROJECT_DELETED", "LABEL_LINK_CREATED", "LABEL_LINK_UPDATED",
-    "LABEL_LINK_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED", "REVIEWS_DELETED",
-})
-KNOWN_ACTIONS = TRAIN_ACTIONS | RECORD_ACTIONS | IGNORED_ACTIONS
+from backend.webhooks import (IGNORED_ACTIONS, KNOWN_ACTIONS, RECORD_ACTIONS,  # noqa: E402
+                              TRAIN_ACTIONS, webhook_event)
 
 
 class BadRequest(Exception):
@@ -266,14 +258,15 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
             raise BadRequest(f"project {project_id} is not set up: call /setup first", 409)
 
         version = store.current(project_id)
-        ranking = store.load_ranking(project_id, version) if version else {}
+        ranking = store.load_ranking(project_id, version) if version else None
+        entries = ranking.lookup([t["id"] for t in tasks]) if ranking is not None \
+            else [None] * len(tasks)
         results: list[dict | None] = [None] * len(tasks)
         live_rows, live_texts = [], []
-        for i, task in enumerate(tasks):
-            entry = ranking.get(str(task["id"]))
+        for i, (task, entry) in enumerate(zip(tasks, entries)):
             if entry is not None:
-                results[i] = {"result": cfg.result(entry["labels"], entry.get("confidence")),
-                              "score": entry["score"], "model_version": version}
+                results[i] = {"result": cfg.result(entry.labels, entry.confidence),
+                              "score": entry.score, "model_version": version}
                 continue
             text = (task.get("data") or {}).get(cfg.text_field)
             if version and isinstance(text, str):
@@ -308,17 +301,7 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
                     project = body[key]["project"]
                     break
         project_id = parse_project_id(project)
-        event: dict[str, Any] = {"action": action, "project": project_id}
-        if isinstance(body.get("annotation"), dict):
-            a = body["annotation"]
-            event["annotation"] = {k: a.get(k) for k in ("id", "task", "result", "was_cancelled",
-                                                         "ground_truth", "updated_at",
-                                                         "completed_by") if k in a}
-        for key in ("annotations", "tasks"):
-            if isinstance(body.get(key), list):
-                event[f"{key[:-1]}_ids"] = [x.get("id") for x in body[key] if isinstance(x, dict)]
-        if isinstance(body.get("task"), dict):
-            event["task_id"] = body["task"].get("id")
+        event = webhook_event(action, project_id, body)
 
         if action in IGNORED_ACTIONS:
             store.append_event(project_id, {**event, "handled": "ignored"})

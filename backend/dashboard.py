@@ -13,7 +13,6 @@ costs one JSON parse of the audit log and of the new ranking, and later views co
 """
 from __future__ import annotations
 
-import heapq
 import os
 import threading
 import time
@@ -69,10 +68,7 @@ def next_tasks(store, project_id: int, version: str | None, n: int = QUEUE_SIZE)
     if hit is not None:
         return hit[:n]
     ranking = store.load_ranking(project_id, version)
-    top = heapq.nsmallest(max(n, QUEUE_SIZE), ranking.items(),
-                          key=lambda kv: (kv[1].get("score", 1.0), int(kv[0])))
-    out = [{"task": int(tid), "score": e.get("score"), "labels": e.get("labels") or [],
-            "confidence": e.get("confidence")} for tid, e in top]
+    out = [] if ranking is None else [e.as_dict() for e in ranking.head(max(n, QUEUE_SIZE))]
     with _cache_lock:
         if len(_queue_cache) > 256:
             _queue_cache.clear()

@@ -7,26 +7,26 @@ DELETE, which may still be executing in Label Studio (a retry would duplicate pr
 queue behind its database lock); a 4xx answer is never retried. Failures raise
 :class:`LabelStudioError` with the status and the body.
 
-Measured against Label Studio 1.23.2 (SQLite, ``label-studio start``) on a 10,000-task project,
-on a shared 2-core machine (load average 5-12, so absolute numbers are pessimistic):
+Redirects are never followed (a 3xx raises): requests go to the configured Label Studio only.
 
-* listing tasks costs ~3 ms per task whatever the endpoint: ``GET /api/tasks`` (data manager)
-  10k in 32 s, ``fields=all`` (with annotations AND every prediction) 85 s, the JSON export
-  ``/api/projects/{id}/export?download_all_tasks=true`` 43 s (and it writes a copy of the export
-  into Label Studio's data dir on every call), ``/api/projects/{id}/tasks/`` 379 s (N+1 queries).
-  Hence :meth:`LabelStudioClient.fetch_tasks` caches task texts per process and lists only new
-  tasks and annotated tasks on later calls (a filtered data-manager page costs ~1 s).
-* ``POST /api/projects/{id}/import/predictions``: ~3 ms per prediction (bulk_create + counters).
-* ``DELETE /api/projects/{id}/model-versions/``: ~25-40 ms per prediction (a pre_delete signal
-  per row updates its task), inside ONE transaction: on SQLite every other write to Label
-  Studio waits ("database is locked") while a large version is deleted. The DELETE is therefore
-  never retried after a timeout (the first one is still running) and gets a long timeout.
+What each call costs Label Studio 1.23.2 (SQLite, ``label-studio start``), measured on a
+100,000-task project (``benchmarks/results/ls_op_costs_100k.md``), and how the backend uses it:
+
+* ``GET /api/tasks`` (data manager) costs ~1.5 ms per listed task and is one read transaction,
+  during which SQLite makes every writer (an annotator's submit) wait: the backend lists tasks
+  in small keyset pages (:meth:`LabelStudioClient.list_tasks`), once per task, and keeps its
+  own copy (``backend.mirror``). An empty page (``id > max``) costs ~0.08 s.
+* ``POST /api/predictions``: ~0.1 s per prediction whatever the project size; a bulk
+  ``import/predictions`` recounts every task of the project per request (13-16 s at 10k
+  tasks), so only the head of the ranking is pushed, one prediction per request.
+* ``DELETE /api/projects/{id}/model-versions/``: ~25-40 ms per prediction inside ONE
+  transaction; 20 predictions ~0.2 s. Never retried after a timeout (it may still run).
+* ``PATCH /api/projects/{id}``: ~0.6 s at 100k (the answer aggregates over every task).
 """
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any, Iterable
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LabelStudioClient", "LabelStudioError"]
 
-#: Annotation keys kept by :meth:`LabelStudioClient.fetch_tasks`.
+#: Annotation keys kept from Label Studio's task listings.
 ANNOTATION_KEYS = ("id", "result", "was_cancelled", "ground_truth", "updated_at", "completed_by")
 
 
@@ -58,8 +58,6 @@ class LabelStudioError(RuntimeError):
 
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "OPTIONS"})
-_TASK_DATA_CACHE: dict[tuple[str, int], dict[int, dict]] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def _annotation(a: dict) -> dict:
@@ -70,6 +68,12 @@ def _annotation(a: dict) -> dict:
     if isinstance(ann["completed_by"], dict):  # some serialisers nest the user
         ann["completed_by"] = ann["completed_by"].get("id")
     return ann
+
+
+def _task(t: dict) -> dict:
+    return {"id": int(t["id"]), "data": t.get("data") or {},
+            "annotations": [_annotation(a) for a in t.get("annotations") or []
+                            if isinstance(a, dict)]}
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -94,8 +98,8 @@ class LabelStudioClient:
         Base delay in seconds; attempt ``k`` (0-based) waits ``backoff * 2**k`` before retrying.
     """
 
-    #: Tasks per page when listing tasks (the data manager has no maximum by default).
-    page_size: int = 2000
+    #: Task ids per filtered listing in :meth:`fetch_tasks_by_id` (~90 URL characters each).
+    ids_per_request: int = 50
 
     def __init__(self, url: str, api_key: str, timeout: float = 30.0, retries: int = 3,
                  backoff: float = 0.5) -> None:
@@ -114,6 +118,9 @@ class LabelStudioClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        #: requests sent and seconds spent waiting for answers (every attempt counts)
+        self.request_count = 0
+        self.request_seconds = 0.0
         self._session = requests.Session()
         self._session.headers.update({"Authorization": f"Token {api_key}",
                                       "Accept": "application/json"})
@@ -131,10 +138,14 @@ class LabelStudioClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            started = time.perf_counter()
+            self.request_count += 1
             try:
                 resp = self._session.request(method, url, params=params, json=json,
-                                             timeout=timeout or self.timeout)
+                                             timeout=timeout or self.timeout,
+                                             allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self.request_seconds += time.perf_counter() - started
                 last_status, last_body = None, f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, requests.ReadTimeout) and method not in _IDEMPOTENT:
                     # the server got the request and may still be executing it: retrying a
@@ -146,11 +157,18 @@ class LabelStudioClient:
                 log.warning("labelstudio request failed method=%s path=%s attempt=%d error=%s",
                             method, path, attempt + 1, type(exc).__name__)
                 continue
+            self.request_seconds += time.perf_counter() - started
             if resp.status_code >= 500:
                 last_status, last_body = resp.status_code, resp.text[:2000]
                 log.warning("labelstudio request failed method=%s path=%s attempt=%d status=%d",
                             method, path, attempt + 1, resp.status_code)
                 continue
+            if 300 <= resp.status_code < 400:
+                # never follow: a redirect could point anywhere (SSRF); Label Studio's API
+                # does not redirect the calls we make
+                raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code} redirect to "
+                                       f"{resp.headers.get('Location', '?')[:200]!r} (not followed)",
+                                       status=resp.status_code, body="")
             if resp.status_code >= 400:
                 raise LabelStudioError(
                     f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:300]}",
@@ -171,109 +189,57 @@ class LabelStudioClient:
         """``GET /api/projects/{id}``: the project (``label_config``, ``model_version``, ``sampling``...)."""
         return self._request("GET", f"/api/projects/{int(project_id)}")
 
-    def fetch_tasks(self, project_id: int) -> list[dict]:
-        """Every task of the project with its annotations.
+    def list_tasks(self, project_id: int, after_id: int = 0, limit: int = 250) -> list[dict]:
+        """One keyset page of tasks: the first ``limit`` tasks with ``id > after_id``, ordered
+        by id, as ``[{"id", "data"}]`` (no annotations).
 
-        Returns ``[{"id", "data", "annotations": [{"id", "result", "was_cancelled",
-        "ground_truth", "updated_at", "completed_by"}, ...]}, ...]`` ordered by task id.
-
-        Label Studio serialises about 300-1000 tasks per second with its data manager API (and
-        the JSON export is no faster and writes a copy of the export to its disk every time), so a
-        10k-task project costs tens of seconds to list. Task texts do not change, annotations
-        do: this method keeps the tasks' ``data`` in a per-process cache (keyed by Label Studio
-        URL and project) and per call fetches
-
-        1. the project (``task_number``),
-        2. only the tasks with an id above the highest cached one (new imports),
-        3. every task that has an annotation (``total_annotations > 0`` or
-           ``cancelled_annotations > 0``), with its annotations, fresh every time (so updated and
-           deleted annotations are seen).
-
-        If the number of tasks then differs from ``task_number`` (tasks were deleted), the cache
-        is rebuilt with a full listing. All listings use ``GET /api/tasks`` (data manager) with
-        filters, ordered by id, paged by ``page_size``.
+        Keyset paging (an id filter, always page 1) costs Label Studio the same for every page,
+        where page numbers cost an ever larger OFFSET; and a page is one read transaction, so
+        keeping ``limit`` small keeps Label Studio's SQLite database free for annotators
+        (measured at 100k tasks: 250 tasks ~0.4 s, 1,000 tasks ~1.5 s).
         """
-        pid = int(project_id)
-        project = self.get_project(pid)
-        expected = project.get("task_number")
-        key = (self.url, pid)
-        with _CACHE_LOCK:
-            cached = _TASK_DATA_CACHE.get(key)
-            data = dict(cached) if cached is not None else None
-        if data is None:
-            data = self._list_task_data(pid, min_id=None)
-        else:
-            data.update(self._list_task_data(pid, min_id=max(data, default=0)))
-        if expected is not None and len(data) != int(expected):
-            log.info("labelstudio task cache rebuilt project=%d cached=%d task_number=%s",
-                     pid, len(data), expected)
-            data = self._list_task_data(pid, min_id=None)
-        annotated = self._list_annotated(pid)
-        for tid, (tdata, _) in annotated.items():
-            data[tid] = tdata
-        with _CACHE_LOCK:
-            _TASK_DATA_CACHE[key] = dict(data)
-        return [{"id": tid, "data": data[tid],
-                 "annotations": annotated[tid][1] if tid in annotated else []}
-                for tid in sorted(data)]
+        flt = [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                "value": int(after_id)}]
+        return [{"id": int(t["id"]), "data": t.get("data") or {}}
+                for t in self._dm_page(int(project_id), flt, limit)]
 
-    def forget_tasks(self, project_id: int | None = None) -> None:
-        """Drop the cached task data (of one project, or of every project of this URL)."""
-        with _CACHE_LOCK:
-            for key in list(_TASK_DATA_CACHE):
-                if key[0] == self.url and (project_id is None or key[1] == int(project_id)):
-                    del _TASK_DATA_CACHE[key]
+    def list_annotated_tasks(self, project_id: int, after_id: int = 0, limit: int = 100
+                             ) -> list[dict]:
+        """One keyset page of the tasks with at least one non-cancelled annotation and
+        ``id > after_id``, with their annotations: ``[{"id", "data", "annotations"}]``."""
+        flt = [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                "value": int(after_id)},
+               {"filter": "filter:tasks:total_annotations", "operator": "greater",
+                "type": "Number", "value": 0}]
+        return [_task(t) for t in self._dm_page(int(project_id), flt, limit, all_fields=True)]
 
-    def _dm_pages(self, pid: int, filters: list[dict], conjunction: str = "and",
-                  all_fields: bool = False) -> Iterable[dict]:
-        """Yield every task of a filtered data-manager listing, ordered by id."""
+    def _dm_page(self, pid: int, filters: list[dict], limit: int, conjunction: str = "and",
+                 all_fields: bool = False) -> list[dict]:
+        """Page 1 of a filtered data-manager listing ordered by id."""
         query = {"filters": {"conjunction": conjunction, "items": filters}, "ordering": ["tasks:id"]}
-        params = {"project": pid, "page_size": self.page_size, "resolve_uri": "false",
-                  "query": json.dumps(query)}
+        params = {"project": pid, "page_size": int(limit), "page": 1, "resolve_uri": "false",
+                  "query": json.dumps(query, separators=(",", ":"))}
         if all_fields:
             params["fields"] = "all"
-        seen = 0
-        page = 1
-        while True:
-            body = self._request("GET", "/api/tasks", params={**params, "page": page},
-                                 timeout=max(self.timeout, 300.0))
-            tasks = (body or {}).get("tasks") or []
-            yield from tasks
-            seen += len(tasks)
-            total = (body or {}).get("total")
-            if not tasks or len(tasks) < self.page_size or (total is not None and seen >= int(total)):
-                return
-            page += 1
-
-    def _list_task_data(self, pid: int, min_id: int | None) -> dict[int, dict]:
-        filters = [] if min_id is None else [
-            {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(min_id)}]
-        return {int(t["id"]): t.get("data") or {} for t in self._dm_pages(pid, filters)}
-
-    def _list_annotated(self, pid: int) -> dict[int, tuple[dict, list[dict]]]:
-        filters = [{"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number",
-                    "value": 0},
-                   {"filter": "filter:tasks:cancelled_annotations", "operator": "greater",
-                    "type": "Number", "value": 0}]
-        out = {}
-        for t in self._dm_pages(pid, filters, conjunction="or", all_fields=True):
-            out[int(t["id"])] = (t.get("data") or {}, [_annotation(a) for a in t.get("annotations") or []])
-        return out
+        body = self._request("GET", "/api/tasks", params=params, timeout=max(self.timeout, 120.0))
+        return list((body or {}).get("tasks") or [])
 
     def fetch_tasks_by_id(self, project_id: int, task_ids: Iterable[int]) -> list[dict]:
-        """The given tasks (same shape as :meth:`fetch_tasks`), read fresh with their annotations.
+        """The given tasks read fresh with their annotations: ``[{"id", "data", "annotations"}]``.
 
-        One filtered data-manager listing (``tasks:id = ...`` or-ed), so it does not trigger a
-        ``/predict`` call the way ``GET /api/tasks/{id}`` does for a task without predictions.
+        Filtered data-manager listings (``tasks:id = ...`` or-ed, at most
+        :attr:`ids_per_request` ids per request so the URL stays far below Label Studio's
+        limit); unlike ``GET /api/tasks/{id}`` this never makes Label Studio call ``/predict``.
+        Ids that are not tasks of the project are simply absent from the answer.
         """
         ids = sorted({int(t) for t in task_ids})
-        if not ids:
-            return []
-        filters = [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": t}
-                   for t in ids]
-        return [{"id": int(t["id"]), "data": t.get("data") or {},
-                 "annotations": [_annotation(a) for a in t.get("annotations") or []]}
-                for t in self._dm_pages(int(project_id), filters, conjunction="or", all_fields=True)]
+        out = []
+        for chunk in _chunks(ids, self.ids_per_request):
+            filters = [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number",
+                        "value": t} for t in chunk]
+            out += [_task(t) for t in self._dm_page(int(project_id), filters, len(chunk),
+                                                    conjunction="or", all_fields=True)]
+        return out
 
     def import_predictions(self, project_id: int, predictions: list[dict],
                            chunk_size: int = 1000) -> int:
@@ -321,3 +287,27 @@ class LabelStudioClient:
         """``GET /api/projects/{id}/model-versions``: ``{version: number of predictions}``."""
         body = self._request("GET", f"/api/projects/{int(project_id)}/model-versions")
         return {str(k): int(v) for k, v in (body or {}).items()}
+
+    # ------------------------------------------------------------------ connection checks
+    def whoami(self) -> dict:
+        """``GET /api/current-user/whoami``: the user of the token (checks URL + token)."""
+        return self._request("GET", "/api/current-user/whoami")
+
+    def list_ml_backends(self, project_id: int) -> list[dict]:
+        """``GET /api/ml?project=ID``: the project's ML backends (Label Studio calls
+        ``/health`` and ``/setup`` of each while answering)."""
+        body = self._request("GET", "/api/ml", params={"project": int(project_id)})
+        return [b for b in (body or []) if isinstance(b, dict)]
+
+    def update_ml_backend(self, backend_id: int, **fields: Any) -> dict:
+        """``PATCH /api/ml/{id}`` (Label Studio calls the backend's ``/setup`` meanwhile)."""
+        return self._request("PATCH", f"/api/ml/{int(backend_id)}", json=fields)
+
+    def list_webhooks(self, project_id: int) -> list[dict]:
+        """``GET /api/webhooks?project=ID``."""
+        body = self._request("GET", "/api/webhooks", params={"project": int(project_id)})
+        return [w for w in (body or []) if isinstance(w, dict)]
+
+    def update_webhook(self, webhook_id: int, **fields: Any) -> dict:
+        """``PATCH /api/webhooks/{id}`` (e.g. ``headers``)."""
+        return self._request("PATCH", f"/api/webhooks/{int(webhook_id)}", json=fields)

@@ -40,12 +40,17 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AL_KEEP_PREDICTION_HISTORY": "false",
     "AL_SEED": "0",
     "REDIS_QUEUE": "studio-al",
-    "AL_JOB_TIMEOUT": "3600",
+    "AL_JOB_TIMEOUT": "600",
     "AL_LOCK_TTL": "15",
     "LABEL_STUDIO_TIMEOUT": "30",
     "LABEL_STUDIO_RETRIES": "3",
-    "MAX_REQUEST_MB": "100",
-    "AL_PUSH_FIRST": "10",
+    "MAX_REQUEST_MB": "16",
+    "AL_PUSH_FIRST": "4",
+    "AL_PUSH_HEAD": "20",
+    "AL_PUSH_MAX": "200",
+    "AL_PUSH_ALL": "false",
+    "AL_MIN_ROUND_INTERVAL": "2",
+    "AL_ROUND_WORKERS": "2",
 }
 
 
@@ -77,12 +82,17 @@ class Settings:
     keep_prediction_history: bool = False
     seed: int = 0
     redis_queue: str = "studio-al"
-    job_timeout: int = 3600
+    job_timeout: int = 600
     lock_ttl: int = 15
     label_studio_timeout: float = 30.0
     label_studio_retries: int = 3
-    max_request_mb: int = 100
-    push_first: int = 10
+    max_request_mb: int = 16
+    push_first: int = 4
+    push_head: int = 20
+    push_max: int = 200
+    push_all: bool = False
+    min_round_interval: float = 2.0
+    round_workers: int = 2
 
     @property
     def basic_auth(self) -> bool:
@@ -106,6 +116,8 @@ class Settings:
             "label_studio_timeout": self.label_studio_timeout,
             "label_studio_retries": self.label_studio_retries,
             "max_request_mb": self.max_request_mb, "push_first": self.push_first,
+            "push_head": self.push_head, "push_max": self.push_max, "push_all": self.push_all,
+            "min_round_interval": self.min_round_interval, "round_workers": self.round_workers,
         }
 
     @classmethod
@@ -176,6 +188,19 @@ class Settings:
         if not 0 < ls_timeout_f <= 3600:
             raise SettingsError(f"LABEL_STUDIO_TIMEOUT={ls_timeout!r} is invalid; allowed: "
                                 "seconds, a number > 0 and <= 3600")
+        interval = get("AL_MIN_ROUND_INTERVAL")
+        try:
+            interval_f = float(interval)
+        except ValueError:
+            interval_f = -1.0
+        if not 0 <= interval_f <= 3600:
+            raise SettingsError(f"AL_MIN_ROUND_INTERVAL={interval!r} is invalid; allowed: "
+                                "seconds between two round starts of a project, 0 to 3600")
+        push_head = _int("AL_PUSH_HEAD", get("AL_PUSH_HEAD"), minimum=1)
+        push_max = _int("AL_PUSH_MAX", get("AL_PUSH_MAX"), minimum=1)
+        if push_max < push_head:
+            raise SettingsError(f"AL_PUSH_MAX={push_max} is invalid; allowed: an integer >= "
+                                f"AL_PUSH_HEAD ({push_head})")
         model_dir = get("MODEL_DIR")
         if os.path.exists(model_dir) and not os.path.isdir(model_dir):
             raise SettingsError(f"MODEL_DIR={model_dir!r} is invalid; allowed: a directory "
@@ -210,6 +235,11 @@ class Settings:
                                       minimum=0),
             max_request_mb=_int("MAX_REQUEST_MB", get("MAX_REQUEST_MB"), minimum=1),
             push_first=_int("AL_PUSH_FIRST", get("AL_PUSH_FIRST"), minimum=1),
+            push_head=push_head,
+            push_max=push_max,
+            push_all=_bool("AL_PUSH_ALL", get("AL_PUSH_ALL")),
+            min_round_interval=interval_f,
+            round_workers=_int("AL_ROUND_WORKERS", get("AL_ROUND_WORKERS"), minimum=1),
         )
         if validate_components:
             validate_components_of(settings)

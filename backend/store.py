@@ -5,7 +5,7 @@ Layout under ``MODEL_DIR``::
     <project_id>/project.json            label config + Label Studio url/token from /setup
     <project_id>/events.jsonl            every webhook, fsync'd before the webhook is acknowledged
     <project_id>/versions/<v>/model.pkl  the fitted model bundle of version v
-    <project_id>/versions/<v>/ranking.json  {task_id: {score, labels, confidence}}
+    <project_id>/versions/<v>/ranking.npz   every unlabeled task's priority and prediction
     <project_id>/current                 name of the serving version
     <project_id>/audit.jsonl             one record per training round
     <project_id>/state/<name>.pkl        pickled job state (e.g. the stopping criterion)
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -29,6 +30,18 @@ import time
 from typing import Any, Iterator
 
 _VERSION_PREFIX = "studio-al-"
+#: The file that completes a version (``backend.ranking``).
+RANKING_FILE = "ranking.npz"
+log = logging.getLogger("studio_al.store")
+
+
+def quarantine_version(vdir: str) -> None:
+    """Move a damaged version out of the way (``.corrupt-<UTC stamp>-<name>`` beside it), so
+    that it is neither served nor listed, but kept for inspection."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    head, name = os.path.split(vdir.rstrip(os.sep))
+    with contextlib.suppress(OSError):
+        os.replace(vdir, os.path.join(head, f".corrupt-{stamp}-{name}"))
 
 
 def _fsync_dir(path: str) -> None:
@@ -263,27 +276,43 @@ class Store:
             name = f"{_VERSION_PREFIX}{n:04d}-{stamp}"
         return name
 
-    def write_version(self, project_id: int, version: str, model: Any, ranking: dict) -> None:
-        """Write a version's model bundle and ranking (atomic files; not yet current)."""
+    def write_version(self, project_id: int, version: str, model: Any, ranking) -> None:
+        """Write a version's model bundle and ranking (a :class:`backend.ranking.Ranking`);
+        atomic files, not yet current. The ranking is written last: it marks the version
+        complete."""
         vdir = self.version_dir(project_id, version)
         os.makedirs(vdir, exist_ok=True)
         if model is not None:
             atomic_write_bytes(os.path.join(vdir, "model.pkl"),
                                pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-        atomic_write_json(os.path.join(vdir, "ranking.json"),
-                          {str(k): v for k, v in ranking.items()})
+        atomic_write_bytes(os.path.join(vdir, RANKING_FILE), ranking.to_bytes())
 
     def set_current(self, project_id: int, version: str) -> None:
-        if not os.path.isfile(os.path.join(self.version_dir(project_id, version), "ranking.json")):
+        if not os.path.isfile(os.path.join(self.version_dir(project_id, version), RANKING_FILE)):
             raise FileNotFoundError(f"version {version!r} of project {project_id} is incomplete")
         atomic_write_bytes(self._path(project_id, "current"), version.encode())
 
     def current(self, project_id: int) -> str | None:
+        """The serving version: the one named in ``current`` when its ranking is readable,
+        else the newest older complete version (a damaged version is quarantined and logged),
+        else None."""
         try:
             with open(self._path(project_id, "current"), "rb") as fh:
-                return fh.read().decode().strip() or None
+                name = fh.read().decode(errors="replace").strip() or None
         except FileNotFoundError:
             return None
+        try:
+            if name is not None and self.load_ranking(project_id, name) is not None:
+                return name
+        except ValueError:
+            pass  # an invalid name in the file
+        older = [v for v in self.versions(project_id) if name is None or v < name]
+        for v in reversed(older):
+            if self.load_ranking(project_id, v) is not None:
+                log.warning("event=current_version_unusable project=%s version=%r fallback=%s",
+                            project_id, name, v)
+                return v
+        return None
 
     def versions(self, project_id: int) -> list[str]:
         """Complete versions on disk (those with a ranking), oldest first."""
@@ -291,7 +320,7 @@ class Store:
         if not os.path.isdir(vroot):
             return []
         return sorted(v for v in os.listdir(vroot)
-                      if os.path.isfile(os.path.join(vroot, v, "ranking.json")))
+                      if not v.startswith(".") and os.path.isfile(os.path.join(vroot, v, RANKING_FILE)))
 
     def delete_version(self, project_id: int, version: str) -> None:
         shutil.rmtree(self.version_dir(project_id, version), ignore_errors=True)
@@ -308,7 +337,8 @@ class Store:
         return old
 
     def load_model(self, project_id: int, version: str) -> Any | None:
-        """The model bundle of ``version`` (unpickled once, then cached); None if absent."""
+        """The model bundle of ``version`` (unpickled once, then cached); None if absent or
+        unreadable (logged)."""
         key = (int(project_id), version)
         with self._lock:
             if key in self._model_cache:
@@ -318,21 +348,32 @@ class Store:
                 model = pickle.load(fh)
         except FileNotFoundError:
             model = None
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign pickle
+            log.error("event=model_unreadable project=%s version=%s error=%r", project_id,
+                      version, f"{type(exc).__name__}: {exc}")
+            model = None
         with self._lock:
             return self._model_cache.setdefault(key, model)
 
-    def load_ranking(self, project_id: int, version: str) -> dict:
-        """``{task_id (str): {score, labels, confidence}}`` of ``version`` (cached)."""
+    def load_ranking(self, project_id: int, version: str):
+        """The :class:`backend.ranking.Ranking` of ``version`` (parsed once, then cached);
+        None when the version has no readable ranking (a damaged file is quarantined)."""
+        from backend.ranking import Ranking
         key = (int(project_id), version)
         with self._lock:
             if key in self._ranking_cache:
                 return self._ranking_cache[key]
+        path = os.path.join(self.version_dir(project_id, version), RANKING_FILE)
         try:
-            with open(os.path.join(self.version_dir(project_id, version), "ranking.json"),
-                      "rb") as fh:
-                ranking = json.load(fh)
+            with open(path, "rb") as fh:
+                ranking = Ranking.from_bytes(fh.read())
         except FileNotFoundError:
-            ranking = {}
+            return None
+        except ValueError as exc:
+            log.error("event=ranking_damaged project=%s version=%s error=%r", project_id,
+                      version, str(exc))
+            quarantine_version(self.version_dir(project_id, version))
+            return None
         with self._lock:
             return self._ranking_cache.setdefault(key, ranking)
 

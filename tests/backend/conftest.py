@@ -39,9 +39,22 @@ class FakeLabelStudio:
         if name in self.fail_on:
             raise RuntimeError(f"injected failure in {name}")
 
-    def fetch_tasks(self, project_id):
-        self._call("fetch_tasks")
-        return copy.deepcopy(self.tasks)
+    def list_tasks(self, project_id, after_id=0, limit=250):
+        self._call("list_tasks")
+        rows = sorted((t for t in self.tasks if t["id"] > after_id), key=lambda t: t["id"])
+        return [{"id": t["id"], "data": copy.deepcopy(t["data"])} for t in rows[:limit]]
+
+    def list_annotated_tasks(self, project_id, after_id=0, limit=100):
+        self._call("list_annotated_tasks")
+        rows = sorted((t for t in self.tasks if t["id"] > after_id and any(
+            not a.get("was_cancelled") for a in t.get("annotations") or [])),
+            key=lambda t: t["id"])
+        return copy.deepcopy(rows[:limit])
+
+    def fetch_tasks_by_id(self, project_id, task_ids):
+        self._call("fetch_tasks_by_id")
+        wanted = set(task_ids)
+        return copy.deepcopy([t for t in self.tasks if t["id"] in wanted])
 
     def import_predictions(self, project_id, predictions, chunk_size=1000):
         self._call("import_predictions")

@@ -59,10 +59,13 @@ def single(settings):
                        "access_token": "tok"})
     for i in range(1, 13):
         ls.annotate(i if i <= 6 else i + 2, ["pos"] if i <= 6 else ["neg"])
-    post(c, "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 1}})
+    post(c, "/webhook", {"action": "START_TRAINING", "project": {"id": 1}})
     for tid in (7, 8, 15, 16):
         ls.annotate(tid, ["pos"] if tid < 9 else ["neg"])
-    post(c, "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 1}})
+    annotations = [{"id": t["annotations"][-1]["id"], "task": t["id"]}
+                   for t in ls.tasks if t["id"] in (7, 8, 15, 16)]
+    post(c, "/webhook", {"action": "ANNOTATIONS_CREATED", "project": {"id": 1},
+                         "annotations": annotations})
     return app, c, ls
 
 
@@ -79,7 +82,7 @@ def test_round_records_metrics(single):
     assert m["cv"]["curve"]["mean"][-1] == m["cv"]["accuracy"]
     assert set(m["criteria"]) == {"kappa_average", "classification_change",
                                   "overall_uncertainty", "delta_f_score"}
-    assert "metrics" in records[-1]["timings"]
+    assert "evaluate" in records[-1]["timings"]
     # round 1 had 12 labels (6/6)
     assert records[0]["metrics"]["class_counts"] == {"pos": 6, "neg": 6}
 
@@ -129,12 +132,13 @@ def test_project_page_renders_everything(single):
     assert svg.count("<circle") == 4
     # next tasks: the 20 lowest priority scores, linked to Label Studio
     ranking = store.load_ranking(1, version)
-    expected = sorted(ranking, key=lambda t: (ranking[t]["score"], int(t)))[:20]
+    expected = [str(e.task) for e in ranking.head(20)]
+    assert [e.score for e in ranking.head(20)] == sorted(e.score for e in ranking.head(20))
     queue = html[html.index('id="queue"'):]
     queue = queue[:queue.index("</table>")]
     links = re.findall(r'href="http://ls:8080/projects/1/data\?task=(\d+)"', queue)
     assert links == expected
-    assert ranking[expected[0]]["score"] == 0.0
+    assert ranking.head(1)[0].score == 0.0
     # audit log: one row per round
     audit = html[html.index('id="audit"'):]
     assert audit[:audit.index("</table>")].count("<tr>") == 1 + 2

@@ -78,15 +78,23 @@ def fake():
 def client(fake, **kw):
     kw.setdefault("backoff", 0.0)
     kw.setdefault("timeout", 5.0)
-    c = LabelStudioClient(fake.url + "/", "tok123", **kw)
-    c.forget_tasks()
-    return c
+    return LabelStudioClient(fake.url + "/", "tok123", **kw)
 
 
 def test_auth_header_and_get_project(fake):
     fake.on("GET", "/api/projects/7", (200, {"id": 7, "title": "abc"}))
-    assert client(fake).get_project(7) == {"id": 7, "title": "abc"}
+    c = client(fake)
+    assert c.get_project(7) == {"id": 7, "title": "abc"}
     assert fake.calls[0]["auth"] == "Token tok123"
+    assert c.request_count == 1 and c.request_seconds > 0
+
+
+def test_redirects_are_never_followed(fake):
+    fake.on("GET", "/api/projects/7", (302, {"detail": "moved"}))
+    fake.on("GET", "/elsewhere", (200, {"secret": 1}))
+    with pytest.raises(LabelStudioError, match="redirect") as ei:
+        client(fake).get_project(7)
+    assert ei.value.status == 302 and fake.count("GET", "/elsewhere") == 0
 
 
 def test_4xx_raises_at_once_without_retry(fake):
@@ -168,7 +176,7 @@ def _dm_handler(tasks):
         def match(t, f):
             field = f["filter"].split(":")[-1]
             value = t["id"] if field == "id" else t[field]
-            return value > f["value"]
+            return value == f["value"] if f["operator"] == "equal" else value > f["value"]
 
         sel = [t for t in tasks if not items or (any if conj == "or" else all)(match(t, f) for f in items)]
         sel.sort(key=lambda t: t["id"])
@@ -197,47 +205,33 @@ def _ann(i, label, cancelled=False):
             "lead_time": 3.0}
 
 
-def test_fetch_tasks_pages_caches_texts_and_refreshes_annotations(fake):
+def test_keyset_listings_and_rereads(fake):
     tasks = [_task(i) for i in range(1, 8)]
     tasks[1] = _task(2, [_ann(11, "spam")])
     tasks[4] = _task(5, [_ann(12, "ham", cancelled=True)])
-    fake.on("GET", "/api/projects/9", (200, lambda call: {"id": 9, "task_number": len(tasks)}))
     fake.on("GET", "/api/tasks", (200, _dm_handler(tasks)))
     c = client(fake)
-    c.page_size = 3
-    got = c.fetch_tasks(9)
-    assert [t["id"] for t in got] == [1, 2, 3, 4, 5, 6, 7]
-    assert got[0] == {"id": 1, "data": {"text": "t1"}, "annotations": []}
-    assert got[1]["annotations"] == [{"id": 11, "result": [{"value": {"choices": ["spam"]}}],
-                                      "was_cancelled": False, "ground_truth": False,
-                                      "updated_at": "2026-01-01T00:00:00Z", "completed_by": 1}]
-    assert got[4]["annotations"][0]["was_cancelled"] is True
-    first_listing = [c_ for c_ in fake.calls if c_["path"] == "/api/tasks"]
-    assert len(first_listing) == 3 + 1  # 7 tasks in pages of 3, then one page of annotated tasks
-
-    # second call: one new annotation, one new task; only new ids + annotated tasks are listed
-    tasks[2] = _task(3, [_ann(13, "ham")])
-    tasks.append(_task(8))
+    assert c.list_tasks(9, after_id=0, limit=3) == [
+        {"id": i, "data": {"text": f"t{i}"}} for i in (1, 2, 3)]
+    assert [t["id"] for t in c.list_tasks(9, after_id=3, limit=3)] == [4, 5, 6]
+    assert c.list_tasks(9, after_id=7, limit=3) == []
+    query = json.loads(fake.calls[1]["query"]["query"])
+    assert query["filters"]["items"] == [{"filter": "filter:tasks:id", "operator": "greater",
+                                          "type": "Number", "value": 3}]
+    assert fake.calls[1]["query"]["page"] == "1" and "fields" not in fake.calls[1]["query"]
+    annotated = c.list_annotated_tasks(9, after_id=0, limit=10)
+    assert [t["id"] for t in annotated] == [2]  # total_annotations > 0 (cancelled ones are not)
+    assert annotated[0]["annotations"] == [{"id": 11, "result": [{"value": {"choices": ["spam"]}}],
+                                            "was_cancelled": False, "ground_truth": False,
+                                            "updated_at": "2026-01-01T00:00:00Z",
+                                            "completed_by": 1}]
     fake.calls.clear()
-    got = c.fetch_tasks(9)
-    assert [t["id"] for t in got] == list(range(1, 9))
-    assert got[2]["annotations"][0]["id"] == 13
-    listing = [json.loads(c_["query"]["query"])["filters"] for c_ in fake.calls if c_["path"] == "/api/tasks"]
-    assert listing[0]["items"] == [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
-                                    "value": 7}]
-    assert len(listing) == 2
-
-    # a deleted annotation disappears, a deleted task triggers a full rebuild
-    tasks[1] = _task(2)
-    del tasks[0]
-    fake.calls.clear()
-    got = c.fetch_tasks(9)
-    assert [t["id"] for t in got] == list(range(2, 9))
-    assert got[0]["annotations"] == []
-    # a new client instance (e.g. one per round) reuses the cache of this process
-    fake.calls.clear()
-    assert LabelStudioClient(fake.url, "tok123").fetch_tasks(9) == got
-    assert sum(1 for c_ in fake.calls if c_["path"] == "/api/tasks") == 2
+    c.ids_per_request = 2
+    got = c.fetch_tasks_by_id(9, [5, 2, 99, 2, 7])
+    assert sorted(t["id"] for t in got) == [2, 5, 7]
+    assert len(fake.calls) == 2  # ids 2, 5 | 7, 99 (99 does not exist: absent)
+    assert all(call["query"]["fields"] == "all" for call in fake.calls)
+    assert next(t for t in got if t["id"] == 5)["annotations"][0]["was_cancelled"] is True
 
 
 class _SlowServer:

@@ -10,7 +10,10 @@ def test_defaults(tmp_path):
         ("breaking_ties", "linear_svc", "kappa_average", "random")
     assert (s.batch_size, s.min_annotations, s.seed, s.log_level) == (10, 1, 0, "INFO")
     assert s.model_dir == "./model_store" and s.redis_url is None and not s.basic_auth
-    assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 10
+    assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 4
+    assert (s.push_head, s.push_max, s.push_all) == (20, 200, False)
+    assert (s.min_round_interval, s.round_workers, s.job_timeout, s.max_request_mb) == \
+        (2.0, 2, 600, 16)
 
 
 def test_every_variable_is_read():
@@ -22,14 +25,17 @@ def test_every_variable_is_read():
            "AL_BATCH_SIZE": "7", "AL_MIN_ANNOTATIONS": "3", "MODEL_DIR": "/tmp/x",
            "REDIS_URL": "redis://127.0.0.1:6379/0", "BASIC_AUTH_USER": "u",
            "BASIC_AUTH_PASS": "s3cret-pw", "LOG_LEVEL": "debug", "AL_KEEP_PREDICTION_HISTORY": "yes",
-           "AL_SEED": "42", "AL_PUSH_FIRST": "75"}
+           "AL_SEED": "42", "AL_PUSH_FIRST": "75", "AL_PUSH_HEAD": "30", "AL_PUSH_MAX": "90",
+           "AL_PUSH_ALL": "true", "AL_MIN_ROUND_INTERVAL": "0.5", "AL_ROUND_WORKERS": "3"}
     scale_out = {"REDIS_QUEUE", "AL_JOB_TIMEOUT", "AL_LOCK_TTL", "LABEL_STUDIO_TIMEOUT",
-                 "LABEL_STUDIO_RETRIES", "MAX_REQUEST_MB"}  # tested in tests/backend/test_rq_*.py
+                 "LABEL_STUDIO_RETRIES", "MAX_REQUEST_MB"}  # tested in tests/backend/test_rq_*.py  # tested in tests/backend/test_rq_*.py
     assert set(env) | {"AL_MODEL_PATH"} | scale_out == set(ENV_DEFAULTS)
     s = Settings.from_env(env)
     assert s.label_studio_url == "http://ls:8080"
     assert s.classifier_params == {"C": 2.0} and s.stopping_params == {"max_iterations": 5}
     assert (s.batch_size, s.min_annotations, s.seed, s.push_first) == (7, 3, 42, 75)
+    assert (s.push_head, s.push_max, s.push_all, s.min_round_interval, s.round_workers) == \
+        (30, 90, True, 0.5, 3)
     assert s.log_level == "DEBUG" and s.keep_prediction_history and s.basic_auth
     assert s.init_strategy == "random_stratified" and s.redis_url.startswith("redis://")
     assert "s3cret-pw" not in str(s.public()) and s.basic_auth_pass == "s3cret-pw"
@@ -50,6 +56,12 @@ def test_empty_string_means_default():
     ("AL_STOPPING_PARAMS", "null", "JSON object"),
     ("AL_BATCH_SIZE", "0", "integer >= 1"),
     ("AL_PUSH_FIRST", "0", "integer >= 1"),
+    ("AL_PUSH_HEAD", "0", "integer >= 1"),
+    ("AL_PUSH_MAX", "5", "AL_PUSH_HEAD (20)"),
+    ("AL_PUSH_ALL", "all", "true, false"),
+    ("AL_MIN_ROUND_INTERVAL", "-1", "0 to 3600"),
+    ("AL_MIN_ROUND_INTERVAL", "soon", "0 to 3600"),
+    ("AL_ROUND_WORKERS", "0", "integer >= 1"),
     ("AL_BATCH_SIZE", "ten", "integer >= 1"),
     ("AL_MIN_ANNOTATIONS", "-1", "integer >= 1"),
     ("AL_SEED", "1.5", "integer >= 0"),

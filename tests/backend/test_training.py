@@ -6,6 +6,8 @@ import pytest
 
 from backend import training
 from backend.labelconfig import parse_label_config
+from backend.labels import task_label
+from backend.mirror import HINT_ATTEMPTS, Hints
 from backend.settings import Settings
 from backend.store import Store
 from tests.backend.conftest import MULTI_CONFIG, SINGLE_CONFIG, FakeLabelStudio, make_tasks
@@ -82,7 +84,8 @@ def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
     assert preds[10]["result"][0]["value"]["choices"] == ["neg"]
     assert rec["stopping"]["criterion"] == "kappa_average" and rec["stopping"]["stop"] is False
     assert [q["task"] for q in rec["queried"]] == expected[:settings.batch_size]
-    assert set(rec["timings"]) >= {"fetch", "train", "score", "push", "patch", "total"}
+    assert set(rec["timings"]) == {"load_config", "sync", "train_and_rank", "write_version", "push",
+                                   "clean_up", "catch_up", "evaluate", "total"}
 
 
 def test_latest_annotation_wins_and_unknown_labels_ignored(env):
@@ -91,8 +94,10 @@ def test_latest_annotation_wins_and_unknown_labels_ignored(env):
     ls.annotate(1, ["pos"], updated_at="2026-01-02T00:00:00Z")
     ls.annotate(6, ["neg"])
     ls.annotate(2, ["not-a-label"])
-    data = training.extract(ls.tasks, parse_label_config(SINGLE_CONFIG))
-    assert data["labels"][:2] == ["pos", None] and data["labels"][5] == "neg"
+    cfg = parse_label_config(SINGLE_CONFIG)
+    labels = [task_label(t, cfg)[0] for t in ls.tasks]
+    assert labels[:2] == ["pos", None] and labels[5] == "neg"
+    assert task_label(ls.tasks[0], cfg)[1] == ls.tasks[0]["annotations"][1]["id"]
 
 
 def test_superseded_version_deleted_and_history_flag(env):
@@ -137,6 +142,7 @@ def test_min_annotations_threshold(env):
     ls.annotate(6, ["neg"])
     assert training.run_round(1, s3, store, ls)["cold_start"] is True
     ls.annotate(2, ["pos"])
+    _webhook(store, ls.tasks[1]["annotations"][-1]["id"], 2)
     assert training.run_round(1, s3, store, ls)["cold_start"] is False
 
 
@@ -196,70 +202,70 @@ def test_priorities_formula():
 
 
 class LaggingLabelStudio(FakeLabelStudio):
-    """Label Studio whose full listing does not show the newest annotation yet (the webhook
-    arrives before the save is visible); a direct re-read of the task shows it from the
-    ``visible_after``-th re-read on."""
+    """Label Studio where one annotation becomes visible only from the ``visible_after``-th
+    read of its task on (the webhook arrives before the save is visible)."""
 
     def __init__(self, tasks, hidden_annotation, visible_after=2):
         super().__init__(tasks)
         self.hidden, self.visible_after, self.rereads = hidden_annotation, visible_after, 0
 
-    def fetch_tasks(self, project_id):
-        tasks = super().fetch_tasks(project_id)
+    def _hide(self, tasks):
         for t in tasks:
             t["annotations"] = [a for a in t["annotations"] if a["id"] != self.hidden]
         return tasks
 
+    def list_annotated_tasks(self, project_id, after_id=0, limit=100):
+        return self._hide(super().list_annotated_tasks(project_id, after_id, limit))
+
     def fetch_tasks_by_id(self, project_id, task_ids):
         self.rereads += 1
-        tasks = [t for t in super().fetch_tasks(project_id) if t["id"] in set(task_ids)]
-        if self.rereads < self.visible_after:
-            for t in tasks:
-                t["annotations"] = [a for a in t["annotations"] if a["id"] != self.hidden]
-        return tasks
+        tasks = super().fetch_tasks_by_id(project_id, task_ids)
+        return tasks if self.rereads >= self.visible_after else self._hide(tasks)
 
 
 def _webhook(store, ann_id, task_id, action="ANNOTATION_CREATED"):
-    return store.append_event(1, {"action": action, "project": 1,
+    return store.append_event(1, {"action": action, "project": 1, "handled": "train",
                                   "annotation": {"id": ann_id, "task": task_id}})
 
 
-def test_annotation_announced_by_webhook_but_not_yet_visible_is_waited_for(settings, monkeypatch):
-    monkeypatch.setattr(training, "VISIBILITY_BACKOFF", (0.0,) * 6)
+def test_annotation_announced_but_not_yet_visible_is_read_by_the_next_round(settings):
     store = Store(settings.model_dir)
     setup_project(store)
-    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1002, visible_after=3)
+    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1002, visible_after=2)
     for i, (tid, label) in enumerate([(1, "pos"), (6, "neg"), (2, "pos")]):
         ls.annotate(tid, [label])
         _webhook(store, 1000 + i, tid)
-    rec = training.run_round(1, settings, store, ls)
-    assert rec["status"] == "ok" and "missing_annotations" not in rec
-    assert sorted(rec["labels"]["annotation_ids"]) == [1000, 1001, 1002]
-    assert ls.rereads == 3 and rec["n_labeled"] == 3
+    first = training.run_round(1, settings, store, ls)
+    assert first["status"] == "ok" and first["n_labeled"] == 2 and first["again"] is True
+    assert first["sync"]["waiting"] == 1
+    second = training.run_round(1, settings, store, ls)  # the runner runs it at once ("again")
+    assert sorted(second["labels"]["annotation_ids"]) == [1000, 1001, 1002]
+    assert second["n_labeled"] == 3 and second["again"] is False and ls.rereads == 2
 
 
-def test_annotation_that_never_shows_up_is_reported_not_waited_for_forever(settings, monkeypatch):
-    monkeypatch.setattr(training, "VISIBILITY_BACKOFF", (0.0,) * 6)
+def test_forged_annotation_hint_costs_a_bounded_number_of_rereads(settings):
     store = Store(settings.model_dir)
     setup_project(store)
-    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1001, visible_after=99)
+    ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=-1)
     ls.annotate(1, ["pos"]); _webhook(store, 1000, 1)
-    ls.annotate(6, ["neg"]); _webhook(store, 1001, 6)
-    _webhook(store, 555, 7)
-    store.append_event(1, {"action": "ANNOTATIONS_DELETED", "project": 1, "annotation_ids": [555]})
-    rec = training.run_round(1, settings, store, ls)
-    assert rec["status"] == "ok" and rec["missing_annotations"] == [1001]
-    assert ls.rereads == 1 + len(training.VISIBILITY_BACKOFF)
+    _webhook(store, 555, 7)        # an annotation that does not exist, on a real task
+    _webhook(store, 556, 99999)    # ... on a task that does not exist
+    records = [training.run_round(1, settings, store, ls) for _ in range(HINT_ATTEMPTS + 2)]
+    assert all(r["status"] == "ok" and r["n_labeled"] == 1 for r in records)
+    assert [r["again"] for r in records] == [True] * (HINT_ATTEMPTS - 1) + [False] * 3
+    assert ls.rereads == HINT_ATTEMPTS  # then the hint is dropped: no re-read per round
 
 
-def test_expected_annotations_replays_creates_updates_and_deletes():
+def test_hints_from_events_replay_creates_updates_and_deletes():
     events = [{"seq": 1, "action": "ANNOTATION_CREATED", "annotation": {"id": 5, "task": 1}},
               {"seq": 2, "action": "ANNOTATION_UPDATED", "annotation": {"id": 5, "task": 1}},
               {"seq": 3, "action": "ANNOTATION_CREATED", "annotation": {"id": 6, "task": 2}},
-              {"seq": 4, "action": "ANNOTATIONS_DELETED", "annotation_ids": [6]},
-              {"seq": 5, "action": "ANNOTATION_CREATED", "annotation": {"id": 7, "task": 3}}]
-    assert training.expected_annotations(events, upto=4) == {5: 1}
-    assert training.expected_annotations(events, upto=5) == {5: 1, 7: 3}
+              {"seq": 4, "action": "ANNOTATIONS_DELETED", "annotation_ids": [6, "x"]},
+              {"seq": 5, "action": "TASKS_DELETED", "task_ids": [9, [1]]},
+              {"seq": 6, "action": "ANNOTATION_CREATED", "annotation": {"id": [1], "task": "3"}}]
+    h = Hints.from_events(events)
+    assert h.task_ids == {1, 2} and h.expected == {5: 1}
+    assert h.deleted_annotations == {6} and h.deleted_tasks == {9}
 
 
 @pytest.mark.parametrize("criterion", ["kappa_average", "overall_uncertainty",
@@ -277,37 +283,121 @@ def test_every_stopping_criterion_gives_a_verdict(tmp_path, criterion):
     assert rec["stopping"]["stop"] in (True, False)
 
 
-def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest(tmp_path):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
-                                  "AL_PUSH_FIRST": "3"}, validate_components=False)
+def _settings(tmp_path, **env):
+    return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING", **env},
+                             validate_components=False)
+
+
+def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest_of_the_head(tmp_path):
+    settings = _settings(tmp_path, AL_PUSH_FIRST="3")
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     rec = training.run_round(1, settings, store, ls)
-    assert rec["status"] == "ok" and rec["push_complete"] and rec["pushed"] == 8
-    # 3 single creates (the head) -> PATCH -> one import (the rest of 5) -> versions/delete
+    assert rec["status"] == "ok" and rec["push_complete"] and rec["pushed"] == rec["k"] == 8
     calls = [c for c in ls.calls if c in ("create_prediction", "import_predictions", "update_project")]
-    assert calls == ["create_prediction"] * 3 + ["update_project", "import_predictions"]
-    head = ls.predictions[:3]
-    assert [p["score"] for p in head] == pytest.approx([0.0, 1 / 7, 2 / 7])
+    assert calls == ["create_prediction"] * 3 + ["update_project"] + ["create_prediction"] * 5
+    assert [p["score"] for p in ls.predictions[:3]] == pytest.approx([0.0, 1 / 7, 2 / 7])
+    assert rec["live_at"] >= rec["started_at"]
 
 
-def test_rest_of_the_push_stops_when_a_newer_retrain_is_pending(tmp_path):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
-                                  "AL_PUSH_FIRST": "2"}, validate_components=False)
+def test_only_the_head_goes_to_label_studio_the_rest_is_on_disk(tmp_path):
+    settings = _settings(tmp_path, AL_PUSH_HEAD="4", AL_PUSH_FIRST="2")
+    store = Store(settings.model_dir)
+    setup_project(store)
+    texts = [f"{w} movie number {i}" for i in range(30) for w in ("great",)] + NEG
+    ls = FakeLabelStudio(make_tasks(texts))
+    ls.annotate(1, ["pos"]); ls.annotate(31, ["neg"])
+    r1 = training.run_round(1, settings, store, ls)
+    assert r1["k"] == 4 and r1["pushed"] == 4 and len(ls.current_predictions()) == 4
+    ranking = store.load_ranking(1, r1["version"])
+    assert len(ranking) == r1["n_unlabeled"] == 33
+    head = [e.task for e in ranking.head(4)]
+    assert sorted(ls.current_predictions()) == sorted(head)
+    assert [q["task"] for q in r1["queried"]][:4] == head
+    # next round: the previous version's 4 predictions are deleted, 4 new ones pushed
+    ls.annotate(head[0], ["pos"])
+    _webhook(store, 5000, head[0])
+    r2 = training.run_round(1, settings, store, ls)
+    assert r2["deleted_versions"] == [r1["version"]] and len(ls.predictions) == 4
+    assert set(ls.model_versions(1)) == {r2["version"]}
+
+
+def test_a_later_round_reads_only_what_changed(tmp_path):
+    settings = _settings(tmp_path)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    training.run_round(1, settings, store, ls)
+    ls.calls.clear()
+    ls.annotate(2, ["pos"]); _webhook(store, 1002, 2)
+    ls.tasks.append({"id": 11, "data": {"text": "a great new task"}, "annotations": []})
+    rec = training.run_round(1, settings, store, ls)
+    reads = [c for c in ls.calls if c in ("fetch_tasks_by_id", "list_tasks", "list_annotated_tasks")]
+    assert reads == ["fetch_tasks_by_id", "list_tasks"]  # the hinted task; one page of new ids
+    assert rec["n_labeled"] == 3 and rec["n_tasks"] == 11 and 11 in ls.current_predictions()
+    assert rec["ls_requests"] == 0  # the fake client counts nothing; the real one does
+
+
+def test_reconciliation_catches_what_no_webhook_told(tmp_path, monkeypatch):
+    from backend import rounds
+    monkeypatch.setattr(rounds, "RECONCILE_EVERY_S", 0.0)
+    settings = _settings(tmp_path)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    training.run_round(1, settings, store, ls)
+    ls.annotate(7, ["neg"])                                  # no webhook (backend was down)
+    ls.tasks = [t for t in ls.tasks if t["id"] != 3]         # deleted, no webhook
+    ls.tasks[1]["data"]["text"] = "now an awful boring film"  # task 2 edited
+    training.run_round(1, settings, store, ls)               # reconciles after its push
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["n_labeled"] == 3 and rec["n_tasks"] == 9
+    ranking = store.load_ranking(1, rec["version"])
+    assert 3 not in {e.task for e in ranking.head(100)}
+    bundle = store.load_model(1, rec["version"])
+    from al_engine.data import Dataset
+    pred = bundle["clf"].predict_proba(Dataset.from_texts(["now an awful boring film"], None,
+                                                          target_labels=["pos", "neg"]))
+    entry = ranking.lookup([2])[0]
+    assert entry.labels == ["neg"] and entry.confidence == pytest.approx(pred.max(), abs=1e-6)
+
+
+def test_project_whose_texts_are_all_empty_still_gets_an_order(tmp_path):
+    settings = _settings(tmp_path)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks([""] * 6))
+    ls.annotate(1, ["pos"]); ls.annotate(2, ["neg"])
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["cold_start"] and "no features" in rec["warning"]
+    assert len(ls.current_predictions()) == 4
+
+
+def test_push_all_imports_the_rest_and_stops_when_a_newer_round_is_pending(tmp_path):
+    settings = _settings(tmp_path, AL_PUSH_FIRST="2", AL_PUSH_ALL="true")
     store = Store(settings.model_dir)
     setup_project(store)
 
     class Busy(FakeLabelStudio):
+        busy = False
+
         def update_project(self, project_id, **fields):
             out = super().update_project(project_id, **fields)
-            store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train"})
+            if self.busy:
+                store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1,
+                                       "handled": "train"})
             return out
 
     ls = Busy(make_tasks(POS + NEG))
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    full = training.run_round(1, settings, store, ls)
+    assert full["push_complete"] and full["pushed"] == 8 and "import_predictions" in ls.calls
+    ls.busy = True
     first = training.run_round(1, settings, store, ls)
     assert first["status"] == "ok" and first["push_complete"] is False and first["pushed"] == 2
-    assert "deleted_versions" not in first
+    assert first["deleted_versions"] == []
     assert ls.project["model_version"] == first["version"]

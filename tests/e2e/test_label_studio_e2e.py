@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from backend.store import Store
 from tests.e2e.flows import Project, independent_best, read_jsonl, wait_for_round
 
 ROUNDS = 3
@@ -33,18 +34,21 @@ def check_round(project: Project, backend, record: dict, previous: str | None, s
             if e.get("action") == "ANNOTATION_CREATED" and isinstance(e.get("annotation"), dict)}
     assert set(project.annotations.values()) <= seen, "some ANNOTATION_CREATED webhooks never arrived"
 
-    # a new version, with exactly one prediction per unlabeled task, the old one deleted
+    # a new version: the head of the ranking (K tasks) in Label Studio, the old one deleted
     assert version != previous and version.startswith("studio-al-")
     assert record["n_labeled"] == len(project.annotations)
     assert record["n_unlabeled"] == len(project.unlabeled)
+    ranking = Store(str(model_dir)).load_ranking(pid, version)
+    assert sorted(e.task for e in ranking.head(len(ranking))) == sorted(project.unlabeled)
+    assert record["k"] == min(20, len(project.unlabeled)) == record["pushed"]  # AL_PUSH_HEAD
     versions = ls.req("GET", f"/api/projects/{pid}/model-versions")
-    assert versions.get(version) == len(project.unlabeled), versions
+    assert versions.get(version) == record["k"], versions
     if previous is not None:
         assert previous not in versions, f"superseded version {previous} still in Label Studio: {versions}"
     assert not [v for v in versions if v.startswith("studio-al-") and v != version], versions
     preds = ls.req("GET", "/api/predictions", params={"project": pid})
     covered = {p["task"] for p in preds if p["model_version"] == version}
-    assert covered == set(project.unlabeled)
+    assert covered == {e.task for e in ranking.head(record["k"])}
 
     # the project serves that version with uncertainty sampling
     proj = ls.req("GET", f"/api/projects/{pid}")
@@ -89,6 +93,21 @@ def test_rounds_reorder_label_studio_queue(ls, backends, strategy, kind):
     previous = check_round(project, backend, record, previous, strategy)
     status = ls.req("GET", f"/api/projects/{project.pid}")
     assert status["model_version"] == previous
+    check_predict_outside_head(project, backend, record)
+
+
+def check_predict_outside_head(project: Project, backend, record: dict) -> None:
+    """A task outside the pushed head has no prediction in Label Studio; opening it makes Label
+    Studio call /predict, which answers from the ranking on disk (same score and label)."""
+    ranking = Store(str(backend.extra["model_dir"])).load_ranking(project.pid, record["version"])
+    outside = ranking.entries(record["k"], len(ranking))
+    assert outside, "every unlabeled task is in the head: nothing to check"
+    entry = outside[len(outside) // 2]
+    task = project.ls.req("GET", f"/api/tasks/{entry.task}")
+    mine = [p for p in task["predictions"] if p["model_version"] == record["version"]]
+    assert len(mine) == 1, task["predictions"]
+    assert mine[0]["score"] == pytest.approx(entry.score)
+    assert mine[0]["result"][0]["value"]["choices"] == entry.labels
 
 
 def test_multi_label_project(ls, backends):
@@ -107,7 +126,7 @@ def test_multi_label_project(ls, backends):
     record = wait_for_round(backend.url, backend.extra["model_dir"], project.pid, set(project.annotations.values()))
     assert record["strategy_used"] != "breaking_ties", json.dumps(record)[:500]
     versions = ls.req("GET", f"/api/projects/{project.pid}/model-versions")
-    assert versions.get(record["version"]) == len(project.unlabeled)
+    assert versions.get(record["version"]) == record["k"] == min(20, len(project.unlabeled))
     top = record["queried"][0]["task"]
     assert ls.req("GET", f"/api/projects/{project.pid}/next")["id"] == top
     preds = ls.req("GET", "/api/predictions", params={"project": project.pid})

@@ -1,0 +1,295 @@
+"""One round of a project, as small named steps over a :class:`~backend.record.RoundRecord`.
+
+:func:`run_round` is a plain function of ``(project_id, settings, store, client)`` so that the
+embedded runner and an RQ worker both call it, under the project's round lock. It never
+raises: a failure is recorded (``status="failed"``), the previous version keeps serving, and
+the next webhook retries.
+
+The steps, and what each costs Label Studio (bounded: nothing grows with the project):
+
+1. :meth:`Round.sync` - bring the task mirror up to date (``backend.mirror``): re-read the
+   tasks the webhooks named, list new tasks (one page; more, within a time budget, while the
+   first listing of a large project is in progress).
+2. :meth:`Round.train_and_rank` - fit the classifier on the labeled tasks (features from the
+   per-project cache, ``backend.featcache``) and rank every unlabeled task; before
+   ``AL_MIN_ANNOTATIONS`` labels, order the pool with ``AL_INIT_STRATEGY``. No request.
+3. :meth:`Round.write_version` - model and ranking on disk (``/predict`` answers from it).
+4. :meth:`Round.push` - the head of the ranking, the switch of the project's model version
+   (``backend.push``): K + 1 requests.
+5. :meth:`Round.clean_up` - delete the superseded versions' predictions (2 requests), prune
+   local versions, compact the event log.
+6. :meth:`Round.catch_up` - after the queue is right: continue the first listing within a
+   budget, or reconcile one page at a bounded rate; refit the featurizer when the pool has
+   doubled.
+7. :meth:`Round.evaluate` - dashboard metrics (no request).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+
+import numpy as np
+
+from backend import training
+from backend.featcache import FeatureCache
+from backend.labelconfig import LabelConfig, parse_label_config
+from backend.mirror import Hints, TaskMirror
+from backend.push import Pusher, annotation_rate, head_size, RATE_WINDOW_S
+from backend.ranking import Ranking
+from backend.record import RoundRecord
+from backend.settings import Settings
+from backend.store import Store
+
+log = logging.getLogger("studio_al.rounds")
+
+#: Seconds a round may spend listing tasks before training while the first listing runs.
+SYNC_BUDGET_S = 3.0
+#: ... and after its push (the queue is already right then).
+CATCH_UP_BUDGET_S = 4.0
+#: At most one reconciliation page pair per project per this many seconds.
+RECONCILE_EVERY_S = 10.0
+#: Fraction of the round's Label Studio time the next round waits after this one ends.
+PACE_FACTOR = 0.5
+
+
+def run_round(project_id: int, settings: Settings, store: Store, client, reason: str = "retrain"
+              ) -> dict:
+    """Run one round of ``project_id`` and return its audit record (a dict)."""
+    with store.round_lock(project_id):
+        return Round(int(project_id), settings, store, client, reason).run()
+
+
+class Round:
+    """The state of one round between its steps."""
+
+    def __init__(self, project_id: int, settings: Settings, store: Store, client, reason: str):
+        self.pid, self.settings, self.store, self.client = project_id, settings, store, client
+        self.t0 = time.perf_counter()
+        self.rec = RoundRecord(
+            round=len(store.audit(project_id)) + 1, version=store.new_version_name(project_id),
+            previous=store.current(project_id), reason=reason, started_at=time.time(),
+            events_upto=store.last_event_seq(project_id), strategy=settings.query_strategy,
+            classifier=settings.classifier)
+        self.cfg: LabelConfig | None = None
+        self.mirror: TaskMirror | None = None
+        self.bundle = None
+        self.ranking: Ranking | None = None
+        self.pusher: Pusher | None = None
+        self.model_state: tuple | None = None  # (ds, idx_labeled, ids, proba) for metrics
+        self.wrote_version = False
+        self._requests0 = getattr(client, "request_count", 0)
+        self._seconds0 = getattr(client, "request_seconds", 0.0)
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict:
+        rec = self.rec
+        try:
+            for step in (self.load_config, self.sync, self.train_and_rank, self.write_version,
+                         self.push, self.clean_up, self.catch_up, self.evaluate):
+                t = time.perf_counter()
+                step()
+                rec.timings[step.__name__] = round(time.perf_counter() - t, 4)
+            rec.status = "ok"
+        except Exception as exc:  # noqa: BLE001 - a round failure is recorded, never raised
+            rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("event=round_failed project=%s version=%s error=%r\n%s", self.pid,
+                      rec.version, rec.error, traceback.format_exc())
+            if self.wrote_version and self.store.current(self.pid) != rec.version:
+                self.store.delete_version(self.pid, rec.version)
+        return self.finish()
+
+    def finish(self) -> dict:
+        rec = self.rec
+        rec.ls_requests = getattr(self.client, "request_count", 0) - self._requests0
+        rec.ls_seconds = round(getattr(self.client, "request_seconds", 0.0) - self._seconds0, 4)
+        rec.timings["total"] = round(time.perf_counter() - self.t0, 4)
+        rec.pace_s = round(PACE_FACTOR * rec.ls_seconds, 3)
+        rec.finished_at = time.time()
+        out = rec.to_dict()
+        self.store.append_audit(self.pid, out)
+        if rec.status == "ok":
+            log.info("event=round project=%s version=%s status=ok labeled=%s unlabeled=%s k=%s "
+                     "cold_start=%s ls_requests=%d ls_s=%.2f live_s=%s total_s=%.3f again=%s",
+                     self.pid, rec.version, rec.n_labeled, rec.n_unlabeled, rec.k,
+                     rec.cold_start, rec.ls_requests, rec.ls_seconds, rec.queue_reordered_s,
+                     rec.timings["total"], rec.again)
+        return out
+
+    # ------------------------------------------------------------------ 1. config and tasks
+    def load_config(self) -> None:
+        config = self.store.load_project(self.pid)
+        if not config or "label_config" not in config:
+            raise RuntimeError(f"project {self.pid} is not set up (no label config); "
+                               "Label Studio calls /setup when the ML backend is connected")
+        self.cfg = LabelConfig.from_dict(config["parsed"]) if "parsed" in config else \
+            parse_label_config(config["label_config"])
+
+    def sync(self) -> None:
+        """Apply the webhooks' hints and list new tasks (see ``backend.mirror``)."""
+        cfg, rec = self.cfg, self.rec
+        self.mirror = mirror = TaskMirror.open(os.path.join(self.store.project_dir(self.pid),
+                                                            "mirror"))
+        if mirror.field != cfg.text_field:
+            mirror.reset(cfg.text_field)
+        events = [e for e in self.store.events(self.pid)
+                  if mirror.events_upto < e.get("seq", 0) <= rec.events_upto]
+        report = mirror.apply_hints(self.client, self.pid, cfg,
+                          Hints.from_events(events))
+        if not mirror.annotated_complete:
+            report.update(mirror.list_annotated(self.client, self.pid, cfg, SYNC_BUDGET_S))
+        report.update(mirror.list_new(self.client, self.pid, cfg,
+                                      SYNC_BUDGET_S if mirror.texts else 2 * SYNC_BUDGET_S))
+        mirror.note_events(events, rec.events_upto, time.time(), RATE_WINDOW_S)
+        mirror.save()
+        rec.sync = report
+
+    # ------------------------------------------------------------------ 2. model
+    def train_and_rank(self) -> None:
+        rec, settings, cfg = self.rec, self.settings, self.cfg
+        ids, texts, labels, ann_ids = self.mirror.snapshot()
+        labeled = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
+        idx_l, idx_u = np.flatnonzero(labeled), np.flatnonzero(~labeled)
+        rec.n_tasks, rec.n_skipped = len(ids), len(self.mirror.no_text)
+        rec.n_labeled, rec.n_unlabeled = int(idx_l.size), int(idx_u.size)
+        rec.labels = {"count": int(idx_l.size), "annotation_ids": ann_ids}
+        predicted = confidence = None
+        order = None
+        if idx_l.size >= max(settings.min_annotations, 1):
+            fitted = self._fit(ids, texts, labels, idx_l)
+            if fitted is not None:
+                clf, ds, proba = fitted
+                order = training.rank_unlabeled(settings, clf, ds, proba, idx_u, idx_l, rec) \
+                    if idx_u.size else idx_u
+                predicted, confidence = training.predicted_labels(proba, cfg, order)
+                rec.stopping = self._stopping(ids, proba)
+                self.bundle = {"clf": clf, "labels": list(cfg.labels),
+                               "multi_label": cfg.multi_label, "text_field": cfg.text_field,
+                               "version": rec.version}
+                self.model_state = (ds, idx_l, ids, proba)
+        rec.cold_start = order is None
+        if order is None:
+            order = idx_u[training.cold_start_order(settings, idx_u.size)]
+            rec.strategy_used = f"init:{settings.init_strategy}"
+        self.ranking = Ranking.build(ids[order], training.priorities(order.size), predicted,
+                                     confidence, cfg.labels, cfg.multi_label)
+        rec.queried = [e.as_dict() for e in self.ranking.head(settings.batch_size)]
+
+    def _fit(self, ids, texts, labels, idx_l):
+        """``(clf, dataset, proba)``, or None (with a warning) when the texts give no
+        features at all (e.g. every text is empty): the round then keeps the cold order."""
+        from al_engine.data import Dataset
+        from al_engine.registry import make_classifier
+        settings, cfg = self.settings, self.cfg
+        params = training.classifier_params(settings)
+        clf = make_classifier(settings.classifier, num_classes=len(cfg.labels),
+                              multi_label=cfg.multi_label, **params)
+        ds = Dataset.from_texts(texts, labels, target_labels=list(cfg.labels),
+                                multi_label=cfg.multi_label)
+        try:
+            ds = self._features(clf, ds, ids, texts, params)
+        except ValueError as exc:
+            self.rec.warning = f"no features from the texts ({exc}); pool kept in cold-start order"
+            log.warning("event=no_features project=%s error=%r", self.pid, str(exc))
+            return None
+        clf.fit(ds[idx_l])
+        return clf, ds, np.asarray(clf.predict_proba(ds))
+
+    def _features(self, clf, ds, ids, texts, params):
+        template = getattr(clf, "featurizer", None)
+        if template is None:  # classifiers that read texts themselves (transformers, ...)
+            return clf.featurize(ds)
+        cache = FeatureCache.open(os.path.join(self.store.project_dir(self.pid), "features.pkl"))
+        spec = (self.settings.classifier, json.dumps(params, sort_keys=True, default=str))
+        featurizer, x = cache.features(template, spec, ids, texts, self.mirror.changed_texts)
+        self.mirror.changed_texts.clear()
+        clf.featurizer = featurizer
+        return ds.with_features(x)
+
+    def _stopping(self, ids, proba) -> dict:
+        try:
+            return training.evaluate_stopping(self.store, self.pid, self.settings, ids, proba,
+                                              self.cfg)
+        except Exception as exc:  # noqa: BLE001 - a criterion error must not fail the round
+            return {"criterion": self.settings.stopping_criterion, "stop": None,
+                    "error": f"{type(exc).__name__}: {exc}"}
+
+    # ------------------------------------------------------------------ 3-5. versions and push
+    def write_version(self) -> None:
+        self.store.write_version(self.pid, self.rec.version, self.bundle, self.ranking)
+        self.wrote_version = True
+
+    def push(self) -> None:
+        """Head first, switch, rest of the head (or everything with ``AL_PUSH_ALL``)."""
+        rec, settings, ranking = self.rec, self.settings, self.ranking
+        rate, annotators = annotation_rate(self.mirror.recent, time.time())
+        last = self.store.last_audit(self.pid, "ok") or {}
+        k = len(ranking) if settings.push_all else min(
+            head_size(settings, rate, annotators, (last.get("timings") or {}).get("total", 0.0)),
+            len(ranking))
+        rec.k = k
+        self.pusher = pusher = Pusher(self.client, self.pid, self.cfg, rec.version)
+        first = min(settings.push_first, k)
+        pusher.create(ranking.head(first))
+        pusher.switch()
+        self.store.set_current(self.pid, rec.version)
+        rec.live_at = time.time()
+        rec.queue_reordered_s = round(rec.live_at - rec.started_at, 4)
+        if settings.push_all:
+            rec.push_complete = pusher.import_all(ranking, first, self._no_newer_round)
+        else:
+            pusher.create(ranking.entries(first, k))
+            rec.push_complete = True
+        rec.pushed = pusher.created
+
+    def _no_newer_round(self) -> bool:
+        upto = self.rec.events_upto
+        return not any(e.get("seq", 0) > upto and e.get("handled") == "train"
+                       for e in self.store.events(self.pid))
+
+    def clean_up(self) -> None:
+        rec = self.rec
+        if rec.push_complete and not self.settings.keep_prediction_history:
+            rec.deleted_versions, rec.warning_delete = self.pusher.delete_superseded(rec.previous)
+        self.store.prune_versions(self.pid, keep=2)
+        compact = getattr(self.store, "compact_events", None)
+        if compact is not None:
+            compact(self.pid, min(rec.events_upto, self.mirror.events_upto))
+
+    # ------------------------------------------------------------------ 6-7. after the push
+    def catch_up(self) -> None:
+        """Work that can wait until the queue is right, within a time budget."""
+        mirror, cfg, rec = self.mirror, self.cfg, self.rec
+        if not mirror.complete:
+            rec.sync.update({f"after_{k}": v for k, v in mirror.list_new(
+                self.client, self.pid, cfg, CATCH_UP_BUDGET_S).items()})
+        elif not mirror.annotated_complete:
+            rec.sync.update(mirror.list_annotated(self.client, self.pid, cfg, CATCH_UP_BUDGET_S))
+        elif time.time() - mirror.reconciled_at >= RECONCILE_EVERY_S:
+            rec.sync.update(mirror.reconcile(self.client, self.pid, cfg))
+            mirror.reconciled_at = time.time()
+        mirror.save()
+        self._refit_features()
+        rec.again = not (mirror.complete and mirror.annotated_complete) or bool(mirror.pending)
+
+    def _refit_features(self) -> None:
+        if self.bundle is None or self.model_state is None:
+            return
+        path = os.path.join(self.store.project_dir(self.pid), "features.pkl")
+        cache = FeatureCache.open(path)
+        ids = self.mirror.snapshot()[0]
+        if cache.refit_due(len(ids)):
+            t = time.perf_counter()
+            texts = [self.mirror.texts[i] for i in ids.tolist()]
+            cache.fit(cache.featurizer, cache.spec, ids, texts)
+            self.rec.timings["refit_features"] = round(time.perf_counter() - t, 4)
+
+    def evaluate(self) -> None:
+        if self.bundle is None:
+            return
+        from backend.metrics import round_metrics
+        ds, idx_l, ids, proba = self.model_state
+        self.rec.metrics = round_metrics(self.store, self.pid, self.settings, self.cfg, ds,
+                                         idx_l, ids, proba)
