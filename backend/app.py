@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import hmac
+import json
 import logging
+import os
+import re
+import shutil
 import sys
 import threading
 import time
@@ -24,7 +29,9 @@ from backend.logs import configure_logging
 from backend.jobs import (JobRunner, ProcessRoundExecutor, ThreadJobRunner,
                           label_studio_client_factory, run_project_round)
 from backend.labelconfig import LabelConfig, LabelConfigError, parse_label_config
-from backend.settings import Settings
+from backend.instance import (MAX_UNVERIFIED, Connection, Instance, TrustError,
+                              record_challenge)
+from backend.settings import Settings, redact_url
 from backend.store import Store
 
 log = logging.getLogger("studio_al.app")
@@ -33,8 +40,8 @@ MODEL_CLASS = "StudioAL"
 UNTRAINED = training.UNTRAINED
 UNRANKED_SCORE = 1.0
 
-from backend.webhooks import (IGNORED_ACTIONS, KNOWN_ACTIONS, RECORD_ACTIONS,  # noqa: E402
-                              TRAIN_ACTIONS, webhook_event)
+from backend.webhooks import (IGNORED_ACTIONS, KNOWN_ACTIONS,  # noqa: E402
+                              SIGNATURE_HEADER, signature_ok, webhook_event)
 
 
 class BadRequest(Exception):
@@ -45,31 +52,44 @@ class BadRequest(Exception):
         self.message, self.status = message, status
 
 
+_ID_RE = re.compile(r"[0-9]{1,18}")
+
+
 def parse_project_id(value: Any, field: str = "project") -> int:
-    """``12``, ``"12"``, ``"12.1700000000"`` (Label Studio's /setup form) or ``{"id": 12}``."""
+    """``12``, ``"12"``, ``"12.1700000000"`` (Label Studio's /setup form) or ``{"id": 12}``;
+    ASCII digits only, at most 18 of them."""
     if isinstance(value, dict):
         value = value.get("id")
     if isinstance(value, bool):
         value = None
-    if isinstance(value, int) and value > 0:
+    if isinstance(value, int) and 0 < value < 10 ** 18:
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         head = value.split(".", 1)[0].strip()
-        if head.isdigit() and int(head) > 0:
+        if _ID_RE.fullmatch(head) and int(head) > 0:
             return int(head)
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
     raise BadRequest(f"{field!r} must be a project id (a positive integer, \"<id>.<timestamp>\" "
-                     f"or an object with \"id\"), got {value!r}")
+                     f"or an object with \"id\"), got {shown}")
 
 
 def _json_body() -> dict:
+    """The request's JSON object. Only ``Content-Type: application/json`` is read (415
+    otherwise: a web page cannot post JSON to another origin without a CORS preflight, which
+    the backend never grants, so a browser cannot be used to forge requests)."""
+    if request.mimetype != "application/json":
+        raise BadRequest("Content-Type must be application/json", 415)
     data = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH (Content-Length given)
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(data) >= limit:
         # a chunked body is cut at the limit rather than refused: refuse it here
         raise RequestEntityTooLarge()
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise BadRequest("request body must be JSON (Content-Type: application/json)")
+    try:
+        body = json.loads(data)
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+    except ValueError:
+        raise BadRequest("request body must be JSON (Content-Type: application/json)") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -120,6 +140,22 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
     app.extensions["studio_al"] = {"settings": settings, "store": store, "runner": runner,
                                    "job": job}
     live_lock = threading.Lock()
+    instance = Instance(settings, store.root)
+    app.extensions["studio_al"]["instance"] = instance
+
+    def token_works(url: str, token: str) -> bool | None:
+        """Does Label Studio at ``url`` accept ``token``? None when it cannot be reached
+        (2 s, no retry, no redirect followed)."""
+        from backend.labelstudio import LabelStudioClient
+        try:
+            client = client_factory(url, token) if in_process else \
+                LabelStudioClient(url, token, timeout=2.0, retries=0)
+            client.whoami()
+            return True
+        except Exception as exc:  # noqa: BLE001 - LabelStudioError or a fake's error
+            status = getattr(exc, "status", None)
+            log.warning("event=token_check_failed url=%s status=%s", redact_url(url), status)
+            return None if status is None else False
 
     # ------------------------------------------------------------------ errors and auth
     @app.errorhandler(BadRequest)
@@ -143,6 +179,8 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
     def _auth():
         if not settings.basic_auth or request.path == "/health":
             return None
+        if request.path == "/webhook" and request.headers.get(SIGNATURE_HEADER) is not None:
+            return None  # Label Studio's signed subscription (it cannot send basic auth)
         header = request.headers.get("Authorization", "")
         ok = False
         if header.startswith("Basic "):
@@ -161,6 +199,12 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
 
     # ------------------------------------------------------------------ helpers
     def project_cfg(project_id: int) -> LabelConfig | None:
+        """The label config read from Label Studio by the connection check, else the one
+        ``/setup`` sent (used only to format answers until the project is verified)."""
+        conn = Connection.load(store, project_id)
+        if conn is not None:
+            with contextlib.suppress(LabelConfigError):
+                return parse_label_config(conn.label_config)
         config = store.load_project(project_id)
         if not config or "parsed" not in config:
             return None
@@ -217,19 +261,26 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
         for field in ("hostname", "access_token"):
             if body.get(field) is not None and not isinstance(body.get(field), str):
                 raise BadRequest(f"{field!r} must be a string")
-        old = store.load_project(project_id) or {}
-        hostname = body.get("hostname") or old.get("hostname")
-        token = body.get("access_token") or old.get("access_token")
-        if not (old.get("label_config") == schema and old.get("parsed")
-                and old.get("hostname") == hostname and old.get("access_token") == token):
+        try:
+            verdict = instance.accept_setup(body.get("hostname"), body.get("access_token"),
+                                            token_works)
+        except TrustError as exc:
+            log.warning("event=setup_refused project=%s reason=%r", project_id, str(exc))
+            raise BadRequest(str(exc), exc.status) from None
+        old = store.load_project(project_id)
+        if old is None or old.get("label_config") != schema or "parsed" not in old:
             try:
                 parsed = parse_label_config(schema).to_dict()
             except LabelConfigError as exc:
                 raise BadRequest(f"unusable label config: {exc}", 422) from None
-            store.save_project(project_id, {
-                "project": project_id, "label_config": schema, "parsed": parsed,
-                "hostname": hostname, "access_token": token,
-                "extra_params": body.get("extra_params"), "updated_at": time.time()})
+            if old is None:
+                make_room_for_new_project(store)
+            store.save_project(project_id, {"project": project_id, "label_config": schema,
+                                            "parsed": parsed, "updated_at": time.time()})
+        record_challenge(store, project_id, body.get("extra_params"))
+        if old is None:  # a new project: prove its connection and order its queue
+            log.info("event=setup project=%s trust=%s", project_id, verdict)
+            runner.submit(project_id, "setup")
         return jsonify(model_version=store.current(project_id) or UNTRAINED)
 
     @app.post("/predict")
@@ -301,21 +352,24 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
                     project = body[key]["project"]
                     break
         project_id = parse_project_id(project)
+        signed = request.headers.get(SIGNATURE_HEADER)
+        if signed is not None and not signature_ok(instance.secret(), project_id, signed):
+            raise BadRequest(f"invalid {SIGNATURE_HEADER} for project {project_id}", 401)
+        if store.load_project(project_id) is None:  # never set up here: nothing is stored
+            return jsonify(status="ignored", action=action,
+                           detail=f"project {project_id} is not connected to this backend")
+        conn = Connection.load(store, project_id)
+        if signed is None and not settings.basic_auth and conn is not None \
+                and conn.webhook_signed and action != "START_TRAINING":
+            raise BadRequest(f"this project's webhooks are signed: header {SIGNATURE_HEADER} "
+                             "required", 401)
         event = webhook_event(action, project_id, body)
 
-        if action in IGNORED_ACTIONS:
-            store.append_event(project_id, {**event, "handled": "ignored"})
+        handled = "ignored" if action in IGNORED_ACTIONS else "train"
+        store.append_event(project_id, {**event, "handled": handled,
+                                        "signed": signed is not None})
+        if handled == "ignored":
             return jsonify(status="ignored", action=action)
-        if action in RECORD_ACTIONS:
-            _maybe_update_label_config(store, project_id, project)
-            store.append_event(project_id, {**event, "handled": "recorded"})
-            return jsonify(status="recorded", action=action)
-        if store.load_project(project_id) is None:
-            _maybe_update_label_config(store, project_id, project)
-        store.append_event(project_id, {**event, "handled": "train"})
-        if project_cfg(project_id) is None:
-            return jsonify(status="recorded", action=action,
-                           detail=f"project {project_id} is not set up; nothing to train")
         state = runner.submit(project_id, action)
         return jsonify(status=state, action=action)
 
@@ -347,6 +401,7 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
         last_ok = next((r for r in reversed(records) if r.get("status") == "ok"), None)
         return {
             "project": project_id, "set_up": project_cfg(project_id) is not None,
+            "connected": Connection.load(store, project_id) is not None,
             "model_version": store.current(project_id) or UNTRAINED,
             "labeled": (last_ok or {}).get("n_labeled"),
             "unlabeled": (last_ok or {}).get("n_unlabeled"),
@@ -378,18 +433,18 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
     return app
 
 
-def _maybe_update_label_config(store: Store, project_id: int, project: Any) -> None:
-    """Keep the stored label config in step with the project sent in a webhook."""
-    if not isinstance(project, dict) or not isinstance(project.get("label_config"), str):
+def make_room_for_new_project(store: Store) -> None:
+    """Keep at most :data:`MAX_UNVERIFIED` projects that called ``/setup`` but were never
+    proved connected: forget the oldest one (a forged ``/setup`` flood cannot fill the disk
+    or the descriptor table, nor lock out a real project)."""
+    waiting = [p for p in store.projects() if Connection.load(store, p) is None]
+    if len(waiting) < MAX_UNVERIFIED:
         return
-    old = store.load_project(project_id) or {}
-    if old.get("label_config") == project["label_config"]:
-        return
-    try:
-        parsed = parse_label_config(project["label_config"]).to_dict()
-    except LabelConfigError as exc:
-        log.warning("event=label_config_unusable project=%s error=%r", project_id, str(exc))
-        return
-    store.save_project(project_id, {**old, "project": project_id,
-                                    "label_config": project["label_config"], "parsed": parsed,
-                                    "updated_at": time.time()})
+    def age(pid: int) -> float:
+        try:
+            return os.path.getmtime(os.path.join(store.project_dir(pid), "project.json"))
+        except OSError:
+            return 0.0
+    for pid in sorted(waiting, key=age)[:len(waiting) - MAX_UNVERIFIED + 1]:
+        log.warning("event=unverified_project_forgotten project=%s", pid)
+        shutil.rmtree(store.project_dir(pid), ignore_errors=True)

@@ -129,7 +129,8 @@ def status_details(store, settings, project_id: int) -> dict[str, Any]:
                         "configured": {"criterion": st.get("criterion"), "stop": st.get("stop"),
                                        "error": st.get("error")},
                         "criteria": {k: v for k, v in crit.items() if isinstance(v, dict)}})
-    ls_url = (settings.label_studio_url or config.get("hostname") or "").rstrip("/") or None
+    from backend.instance import Instance
+    ls_url = Instance(settings, store.root).public_url()  # http(s) only, no credentials
     return {
         "labels": labels, "multi_label": multi,
         "classifier": settings.classifier, "stopping_criterion": settings.stopping_criterion,

@@ -39,25 +39,10 @@ def label_studio_client_factory(settings) -> Callable[[str, str], Any]:
 
 def run_project_round(project_id: int, reason: str, settings, store,
                       client_factory: Callable[[str, str], Any]) -> dict:
-    """One training round of ``project_id``: pick the Label Studio URL/key (the settings, else
-    what Label Studio sent to ``/setup``) and call :func:`backend.training.run_round`.
-
-    Shared by the embedded :class:`ThreadJobRunner` and the RQ worker; never raises for a
-    failed round (the audit record says ``status="failed"``).
-    """
-    from backend import training
-    config = store.load_project(project_id) or {}
-    url = settings.label_studio_url or config.get("hostname")
-    key = settings.label_studio_api_key or config.get("access_token")
-    if not url or not key:
-        record = {"status": "failed", "started_at": time.time(), "reason": reason,
-                  "error": "no Label Studio URL/API key: set LABEL_STUDIO_URL and "
-                           "LABEL_STUDIO_API_KEY, or let Label Studio send them in /setup"}
-        store.append_audit(project_id, record)
-        log.error("event=round_failed project=%s error=%r", project_id, record["error"])
-        return record
-    return training.run_round(project_id, settings, store, client_factory(url, key),
-                              reason=reason)
+    """One round of ``project_id`` with the trusted Label Studio's client
+    (:func:`backend.rounds.run_project_round`); never raises."""
+    from backend import rounds
+    return rounds.run_project_round(project_id, reason, settings, store, client_factory)
 
 
 _CHILD_STORE = None

@@ -17,10 +17,16 @@ def _json(schema: dict) -> dict:
 
 def _errors(*codes: int) -> dict:
     text = {400: "invalid request (the message names the field)",
-            401: "basic auth required (when BASIC_AUTH_USER/PASS are set)",
+            401: "basic auth required (when BASIC_AUTH_USER/PASS are set), or a webhook "
+                 "without a valid X-Studio-AL-Signature for a project whose subscription is "
+                 "signed",
+            403: "the hostname is not the Label Studio this backend is bound to",
             404: "unknown project", 409: "project not set up (call /setup first)",
             413: "request body larger than MAX_REQUEST_MB",
-            422: "unusable label config (no Choices/Text control)"}
+            415: "the body is not Content-Type: application/json",
+            422: "unusable label config (no Choices/Text control), or a hostname/token that "
+                 "Label Studio does not accept or that cannot be reached",
+            503: "the event could not be written (disk full): not acknowledged"}
     return {str(c): {"description": text[c], **_json(ERROR)} for c in codes}
 
 
@@ -95,7 +101,7 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": {"description": "the serving model version", **_json({
                     "type": "object", "required": ["model_version"],
                     "properties": {"model_version": {"type": "string"}}})},
-                    **_errors(400, 401, 413, 422)}}},
+                    **_errors(400, 401, 403, 413, 415, 422)}}},
             "/predict": {"post": {
                 "operationId": "predict", "summary": "One prediction per task, same order",
                 "requestBody": {"required": True, **_json({
@@ -107,10 +113,15 @@ def spec() -> dict[str, Any]:
                     "type": "object", "required": ["results", "model_version"], "properties": {
                         "results": {"type": "array", "items": PREDICTION},
                         "model_version": {"type": "string"}}})},
-                    **_errors(400, 401, 409, 413, 422)}}},
+                    **_errors(400, 401, 409, 413, 415, 422)}}},
             "/webhook": {"post": {
                 "operationId": "webhook",
-                "summary": "Label Studio events; recorded durably, retrains queued",
+                "summary": "Label Studio events (hints: ids to re-read); recorded durably, "
+                           "retrains queued",
+                "parameters": [{"name": "X-Studio-AL-Signature", "in": "header",
+                                "required": False, "schema": {"type": "string"},
+                                "description": "set by Label Studio's subscription once the "
+                                               "backend signed it"}],
                 "requestBody": {"required": True, **_json({
                     "type": "object", "required": ["action"], "properties": {
                         "action": {"type": "string", "enum": WEBHOOK_ACTIONS},
@@ -123,7 +134,7 @@ def spec() -> dict[str, Any]:
                         "status": {"type": "string", "enum": [
                             "queued", "running", "deferred", "recorded", "ignored"]},
                         "action": {"type": "string"}, "detail": {"type": "string"}}})},
-                    **_errors(400, 401, 413)}}},
+                    **_errors(400, 401, 413, 415, 503)}}},
             "/versions": {"get": {
                 "operationId": "versions", "summary": "Model versions on disk",
                 "parameters": [{"name": "project", "in": "query", "required": False,

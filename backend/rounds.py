@@ -7,6 +7,8 @@ the next webhook retries.
 
 The steps, and what each costs Label Studio (bounded: nothing grows with the project):
 
+0. :meth:`Round.connect` - prove the project is connected to this backend and read its label
+   config (once; re-checked every 10 minutes or on PROJECT_UPDATED): 0 requests usually.
 1. :meth:`Round.sync` - bring the task mirror up to date (``backend.mirror``): re-read the
    tasks the webhooks named, list new tasks (one page; more, within a time budget, while the
    first listing of a large project is in progress).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import traceback
 
@@ -35,6 +38,7 @@ import numpy as np
 
 from backend import training
 from backend.featcache import FeatureCache
+from backend.instance import Connection, Instance, NotConnected, verify_connection
 from backend.labelconfig import LabelConfig, parse_label_config
 from backend.mirror import Hints, TaskMirror
 from backend.push import Pusher, annotation_rate, head_size, RATE_WINDOW_S
@@ -44,6 +48,10 @@ from backend.settings import Settings
 from backend.store import Store
 
 log = logging.getLogger("studio_al.rounds")
+
+
+class ProjectDeleted(Exception):
+    """Label Studio answers 404 for the project."""
 
 #: Seconds a round may spend listing tasks before training while the first listing runs.
 SYNC_BUDGET_S = 3.0
@@ -60,6 +68,22 @@ def run_round(project_id: int, settings: Settings, store: Store, client, reason:
     """Run one round of ``project_id`` and return its audit record (a dict)."""
     with store.round_lock(project_id):
         return Round(int(project_id), settings, store, client, reason).run()
+
+
+def run_project_round(project_id: int, reason: str, settings: Settings, store: Store,
+                      client_factory) -> dict:
+    """One round with a client of the trusted Label Studio (``backend.instance``): the
+    configured URL and key, else the pinned ones. Shared by the embedded runner and the RQ
+    worker; never raises."""
+    creds = Instance(settings, store.root).credentials()
+    if creds is None:
+        record = {"status": "failed", "started_at": time.time(), "reason": reason,
+                  "error": "no trusted Label Studio yet: set LABEL_STUDIO_URL and "
+                           "LABEL_STUDIO_API_KEY, or connect the backend from Label Studio"}
+        store.append_audit(project_id, record)
+        log.error("event=round_failed project=%s error=%r", project_id, record["error"])
+        return record
+    return run_round(project_id, settings, store, client_factory(*creds), reason=reason)
 
 
 class Round:
@@ -79,6 +103,7 @@ class Round:
         self.ranking: Ranking | None = None
         self.pusher: Pusher | None = None
         self.model_state: tuple | None = None  # (ds, idx_labeled, ids, proba) for metrics
+        self.events: list[dict] = []
         self.wrote_version = False
         self._requests0 = getattr(client, "request_count", 0)
         self._seconds0 = getattr(client, "request_seconds", 0.0)
@@ -87,12 +112,17 @@ class Round:
     def run(self) -> dict:
         rec = self.rec
         try:
-            for step in (self.load_config, self.sync, self.train_and_rank, self.write_version,
+            for step in (self.connect, self.sync, self.train_and_rank, self.write_version,
                          self.push, self.clean_up, self.catch_up, self.evaluate):
                 t = time.perf_counter()
                 step()
                 rec.timings[step.__name__] = round(time.perf_counter() - t, 4)
             rec.status = "ok"
+        except ProjectDeleted as exc:
+            return self.forget(str(exc))
+        except NotConnected as exc:
+            rec.status, rec.error = "failed", f"NotConnected: {exc}"
+            self.retry_connection()
         except Exception as exc:  # noqa: BLE001 - a round failure is recorded, never raised
             rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
             log.error("event=round_failed project=%s version=%s error=%r\n%s", self.pid,
@@ -106,7 +136,7 @@ class Round:
         rec.ls_requests = getattr(self.client, "request_count", 0) - self._requests0
         rec.ls_seconds = round(getattr(self.client, "request_seconds", 0.0) - self._seconds0, 4)
         rec.timings["total"] = round(time.perf_counter() - self.t0, 4)
-        rec.pace_s = round(PACE_FACTOR * rec.ls_seconds, 3)
+        rec.pace_s = max(rec.pace_s, round(PACE_FACTOR * rec.ls_seconds, 3))
         rec.finished_at = time.time()
         out = rec.to_dict()
         self.store.append_audit(self.pid, out)
@@ -119,13 +149,57 @@ class Round:
         return out
 
     # ------------------------------------------------------------------ 1. config and tasks
-    def load_config(self) -> None:
+    def connect(self) -> None:
+        """Prove (or re-check) that the project's ML backend in Label Studio is this backend,
+        and read its label config from Label Studio (``backend.instance``). A project that
+        Label Studio no longer has is forgotten."""
         config = self.store.load_project(self.pid)
-        if not config or "label_config" not in config:
-            raise RuntimeError(f"project {self.pid} is not set up (no label config); "
-                               "Label Studio calls /setup when the ML backend is connected")
-        self.cfg = LabelConfig.from_dict(config["parsed"]) if "parsed" in config else \
-            parse_label_config(config["label_config"])
+        if not config:
+            raise RuntimeError(f"project {self.pid} is not set up; Label Studio calls /setup "
+                               "when the ML backend is connected")
+        self.events = [e for e in self.store.events(self.pid)
+                       if e.get("seq", 0) <= self.rec.events_upto]
+        if any(e.get("action") in ("PROJECT_UPDATED", "PROJECT_DELETED") and
+               e.get("seq", 0) > self._applied_upto() for e in self.events):
+            conn = Connection.load(self.store, self.pid)
+            if conn is not None:  # re-read the label config (or notice the deletion) now
+                conn.verified_at = 0.0
+                conn.save(self.store, self.pid)
+        try:
+            conn = verify_connection(self.store, self.pid, self.client,
+                                     Instance(self.settings, self.store.root).secret())
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status", None) == 404 and self._project_gone():
+                raise ProjectDeleted(f"project {self.pid} no longer exists in Label Studio")
+            raise
+        self.cfg = parse_label_config(conn.label_config)
+
+    def _applied_upto(self) -> int:
+        mirror = TaskMirror.open(os.path.join(self.store.project_dir(self.pid), "mirror"))
+        return mirror.events_upto
+
+    def _project_gone(self) -> bool:
+        try:
+            self.client.get_project(self.pid)
+        except Exception as exc:  # noqa: BLE001
+            return getattr(exc, "status", None) == 404
+        return False
+
+    def forget(self, why: str) -> dict:
+        """The project was deleted in Label Studio: drop everything kept for it."""
+        shutil.rmtree(self.store.project_dir(self.pid), ignore_errors=True)
+        log.warning("event=project_forgotten project=%s reason=%r", self.pid, why)
+        self.rec.status, self.rec.error = "deleted", why
+        self.rec.finished_at = time.time()
+        return self.rec.to_dict()
+
+    def retry_connection(self) -> None:
+        """Label Studio calls /setup before it saves a new ML backend, so the first check can
+        come too early: retry a few times, 5, 10, then 20 s later."""
+        attempts = sum(1 for r in reversed(self.store.audit(self.pid)[-3:])
+                       if str(r.get("error") or "").startswith("NotConnected"))
+        if attempts < 3:
+            self.rec.again, self.rec.pace_s = True, 5.0 * 2 ** attempts
 
     def sync(self) -> None:
         """Apply the webhooks' hints and list new tasks (see ``backend.mirror``)."""
@@ -134,8 +208,7 @@ class Round:
                                                             "mirror"))
         if mirror.field != cfg.text_field:
             mirror.reset(cfg.text_field)
-        events = [e for e in self.store.events(self.pid)
-                  if mirror.events_upto < e.get("seq", 0) <= rec.events_upto]
+        events = [e for e in self.events if e.get("seq", 0) > mirror.events_upto]
         report = mirror.apply_hints(self.client, self.pid, cfg,
                           Hints.from_events(events))
         if not mirror.annotated_complete:

@@ -101,7 +101,7 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings without secrets, for /status and logs."""
         return {
-            "label_studio_url": self.label_studio_url,
+            "label_studio_url": redact_url(self.label_studio_url),
             "label_studio_api_key": "***" if self.label_studio_api_key else None,
             "query_strategy": self.query_strategy, "query_params": self.query_params,
             "classifier": self.classifier, "classifier_params": self.classifier_params,

@@ -23,6 +23,12 @@ MULTI_CONFIG = """<View>
 </View>"""
 
 
+class _LSError(RuntimeError):
+    def __init__(self, status):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 class FakeLabelStudio:
     """In-memory stand-in with the methods of backend.labelstudio.LabelStudioClient."""
 
@@ -33,6 +39,10 @@ class FakeLabelStudio:
         self.calls: list[str] = []
         self.fail_on: set[str] = set()
         self._ann_ids = itertools.count(1000)
+        self.ml_backends: dict[int, dict] = {}
+        self.webhooks: dict[int, list[dict]] = {}
+        self.deleted = False
+        self._setup = None
 
     def _call(self, name):
         self.calls.append(name)
@@ -86,7 +96,52 @@ class FakeLabelStudio:
 
     def get_project(self, project_id):
         self._call("get_project")
+        if project_id not in self.ml_backends and self.deleted:
+            raise _LSError(404)
         return dict(self.project)
+
+    def whoami(self):
+        self._call("whoami")
+        return {"id": 1, "email": "admin@example.com"}
+
+    # ML backends and webhooks: connect(store, pid, config) makes this fake behave like Label
+    # Studio with our backend connected (it calls our /setup with extra_params on PATCH)
+    def connect(self, store, project_id, label_config, url="http://backend:9090"):
+        from backend.instance import record_challenge
+        self.project["label_config"] = label_config
+        self.ml_backends[project_id] = {"id": 40 + project_id, "url": url, "extra_params": None,
+                                        "project": project_id}
+        self.webhooks[project_id] = [{"id": 70 + project_id, "url": url + "/webhook",
+                                      "headers": {}}]
+        self._setup = lambda pid, extra: record_challenge(store, pid, extra)
+        return self
+
+    def list_ml_backends(self, project_id):
+        self._call("list_ml_backends")
+        if self.deleted and project_id not in self.ml_backends:
+            raise _LSError(404)
+        b = self.ml_backends.get(project_id)
+        return [dict(b)] if b else []
+
+    def update_ml_backend(self, backend_id, **fields):
+        self._call("update_ml_backend")
+        b = next(b for b in self.ml_backends.values() if b["id"] == backend_id)
+        b.update(fields)
+        if self._setup is not None:
+            self._setup(b["project"], b.get("extra_params"))
+        return dict(b)
+
+    def list_webhooks(self, project_id):
+        self._call("list_webhooks")
+        return copy.deepcopy(self.webhooks.get(project_id, []))
+
+    def update_webhook(self, webhook_id, **fields):
+        self._call("update_webhook")
+        for hooks in self.webhooks.values():
+            for h in hooks:
+                if h["id"] == webhook_id:
+                    h.update(copy.deepcopy(fields))
+        return {}
 
     # helpers for tests
     def annotate(self, task_id, choices, from_name="sentiment", cancelled=False,

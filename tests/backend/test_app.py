@@ -104,21 +104,42 @@ def test_bug_gives_json_500_not_html(settings, runner):
     assert r.status_code == 500 and r.is_json and "ZeroDivisionError" in r.json["error"]
 
 
-def test_setup_stores_config_and_returns_untrained(client, app):
+def test_setup_stores_config_pins_label_studio_and_returns_untrained(client, app, runner):
     r = post(client, "/setup", SETUP)
     assert r.status_code == 200 and r.json == {"model_version": "studio-al-untrained"}
     store = app.extensions["studio_al"]["store"]
     cfg = store.load_project(1)
-    assert cfg["hostname"] == "http://ls:8080" and cfg["access_token"] == "tok"
+    assert "access_token" not in cfg and "hostname" not in cfg  # never stored per project
     assert cfg["parsed"]["labels"] == ["pos", "neg"]
+    pin = json.loads(open(f"{store.root}/instance.json").read())
+    assert pin["url"] == "http://ls:8080" and pin["token"] == "tok"
+    assert oct(__import__("os").stat(f"{store.root}/instance.json").st_mode & 0o777) == "0o600"
+    assert app.extensions["studio_al"]["instance"].credentials() == ("http://ls:8080", "tok")
+    assert runner.submits == [(1, "setup")]  # a new project: prove the connection, order it
     t = time.perf_counter()
     for _ in range(20):
         assert post(client, "/setup", SETUP).status_code == 200
     assert (time.perf_counter() - t) / 20 < 0.05  # cheap: LS calls it before every predict
+    assert runner.submits == [(1, "setup")]
 
+
+def test_setup_naming_another_host_is_refused_and_nothing_is_sent_there(client, app):
+    contacted = []
+    app.extensions["studio_al"]["instance"]  # pinned by the first setup below
+    assert post(client, "/setup", SETUP).status_code == 200
+    evil = {**SETUP, "project": "2.1", "hostname": "http://127.0.0.1:29999", "access_token": "x"}
+    r = post(client, "/setup", evil)
+    assert r.status_code == 403 and "bound to another Label Studio" in r.json["error"]
+    assert app.extensions["studio_al"]["instance"].credentials() == ("http://ls:8080", "tok")
+    assert app.extensions["studio_al"]["store"].load_project(2) is None
+    for bad in ("javascript:alert(1)", "ftp://ls:8080", "http://user:pw@ls:8080", "ls:8080"):
+        r = post(client, "/setup", {**SETUP, "hostname": bad})
+        assert r.status_code in (400, 403), (bad, r.status_code)
+    assert not contacted
 
 def test_webhook_actions(client, app, runner):
     post(client, "/setup", SETUP)
+    runner.submits.clear()
     store = app.extensions["studio_al"]["store"]
     body = {"action": "ANNOTATION_CREATED", "annotation": {"id": 5, "task": 2, "result": []},
             "task": {"id": 2, "data": {"text": "x"}}, "project": {"id": 1, "label_config": SINGLE_CONFIG}}
@@ -128,16 +149,18 @@ def test_webhook_actions(client, app, runner):
     assert post(client, "/webhook", {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 5}],
                                      "project": {"id": 1}}).status_code == 200
     r = post(client, "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1}})
-    assert r.json["status"] == "recorded"
+    assert r.json["status"] == "queued"  # the round re-reads the label config from Label Studio
     r = post(client, "/webhook", {"action": "LABEL_LINK_CREATED", "project": {"id": 1}})
     assert r.json["status"] == "ignored"
     assert runner.submits == [(1, "ANNOTATION_CREATED"), (1, "START_TRAINING"),
-                              (1, "ANNOTATIONS_DELETED")]
+                              (1, "ANNOTATIONS_DELETED"), (1, "PROJECT_UPDATED")]
     events = store.events(1)
     assert [e["action"] for e in events] == ["ANNOTATION_CREATED", "START_TRAINING",
                                              "ANNOTATIONS_DELETED", "PROJECT_UPDATED",
                                              "LABEL_LINK_CREATED"]
-    assert events[0]["annotation"]["id"] == 5 and events[2]["annotation_ids"] == [5]
+    assert events[0]["annotation"] == {"id": 5, "task": 2} and events[0]["task_id"] == 2
+    assert events[2]["annotation_ids"] == [5]
+    assert "result" not in json.dumps(events) and "label_config" not in json.dumps(events)
 
 
 def test_webhook_is_durable_before_ack_and_fast(client, app):
@@ -153,17 +176,10 @@ def test_webhook_is_durable_before_ack_and_fast(client, app):
     assert len(Store(store.root).events(1)) == 20
 
 
-def test_project_updated_refreshes_label_config_without_training(client, app, runner):
-    post(client, "/setup", SETUP)
-    new = SINGLE_CONFIG.replace('<Choice value="neg"/>', '<Choice value="neg"/><Choice value="neu"/>')
-    post(client, "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": new}})
-    assert app.extensions["studio_al"]["store"].load_project(1)["parsed"]["labels"] == ["pos", "neg", "neu"]
-    assert runner.submits == []
-
-
-def test_webhook_for_unknown_project_records_only(client, runner):
+def test_webhook_for_unknown_project_stores_nothing(client, app, runner):
     r = post(client, "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 4}})
-    assert r.status_code == 200 and r.json["status"] == "recorded" and runner.submits == []
+    assert r.status_code == 200 and r.json["status"] == "ignored" and runner.submits == []
+    assert app.extensions["studio_al"]["store"].projects() == []
 
 
 def _trained(app, n_labeled=4):
@@ -171,6 +187,7 @@ def _trained(app, n_labeled=4):
     ext = app.extensions["studio_al"]
     ls = FakeLabelStudio(make_tasks(["good great", "great fun", "bad awful", "awful boring",
                                      "great", "awful", "so so"]))
+    ls.connect(ext["store"], 1, SINGLE_CONFIG)
     for tid, lab in [(1, "pos"), (2, "pos"), (3, "neg"), (4, "neg")][:n_labeled]:
         ls.annotate(tid, [lab])
     rec = training.run_round(1, ext["settings"], ext["store"], ls)
@@ -223,7 +240,8 @@ def test_versions_and_status(client, app):
 def test_basic_auth(tmp_path):
     s = Settings.from_env({"MODEL_DIR": str(tmp_path), "BASIC_AUTH_USER": "u",
                            "BASIC_AUTH_PASS": "p:w"}, validate_components=False)
-    c = create_app(s, runner=RecordingRunner()).test_client()
+    c = create_app(s, runner=RecordingRunner(),
+                   client_factory=lambda u, k: FakeLabelStudio()).test_client()
     assert c.get("/health").status_code == 200
     r = post(c, "/setup", SETUP)
     assert r.status_code == 401 and r.is_json and "Basic" in r.headers["WWW-Authenticate"]
@@ -241,11 +259,12 @@ def test_end_to_end_with_thread_runner_and_restart_recovery(settings):
     with an unprocessed event triggers a recovery round."""
     ls = FakeLabelStudio(make_tasks(["good great", "bad awful", "great", "awful"]))
     app = create_app(settings, client_factory=lambda url, key: ls)
+    ls.connect(app.extensions["studio_al"]["store"], 1, SINGLE_CONFIG)
     c = app.test_client()
     post(c, "/setup", SETUP)
     ls.annotate(1, ["pos"])
     ls.annotate(2, ["neg"])
-    r = post(c, "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 1}})
+    r = post(c, "/webhook", {"action": "START_TRAINING", "project": {"id": 1}})
     assert r.status_code == 200
     runner = app.extensions["studio_al"]["runner"]
     deadline = time.monotonic() + 30
@@ -253,6 +272,7 @@ def test_end_to_end_with_thread_runner_and_restart_recovery(settings):
         time.sleep(0.01)
     assert runner.status(1)["state"] == "idle", runner.status(1)
     assert sorted(ls.current_predictions()) == [3, 4]
+    assert ls.webhooks[1][0]["headers"]["X-Studio-AL-Signature"]  # the subscription is signed
     runner.shutdown(5)
 
     # an event recorded but never trained (process died before the round) -> recovery
@@ -268,7 +288,7 @@ def test_end_to_end_with_thread_runner_and_restart_recovery(settings):
 
 
 def test_missing_credentials_fail_the_round_clearly(settings):
-    app = create_app(settings, runner=RecordingRunner())
+    app = create_app(settings, runner=RecordingRunner(), client_factory=lambda u, k: FakeLabelStudio())
     post(app.test_client(), "/setup", {**SETUP, "hostname": None, "access_token": None})
     rec = app.extensions["studio_al"]["job"](1, "test")
     assert rec["status"] == "failed" and "LABEL_STUDIO_URL" in rec["error"]

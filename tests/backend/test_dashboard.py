@@ -41,38 +41,48 @@ def post(client, path, body, **kw):
     return client.post(path, data=json.dumps(body), content_type="application/json", **kw)
 
 
-def make_app(settings, ls):
+def make_app(settings, ls, pid=1, config=SINGLE_CONFIG):
     runner = SyncRunner()
     app = create_app(settings, runner=runner, client_factory=lambda u, k: ls)
     runner.job = app.extensions["studio_al"]["job"]
+    ls.connect(app.extensions["studio_al"]["store"], pid, config)
     return app
+
+
+def announce(c, pid, ls, task_ids):
+    """The ANNOTATIONS_CREATED webhook Label Studio sends for these tasks' last annotations."""
+    annotations = [{"id": t["annotations"][-1]["id"], "task": t["id"]}
+                   for t in ls.tasks if t["id"] in set(task_ids)]
+    return post(c, "/webhook", {"action": "ANNOTATIONS_CREATED", "project": {"id": pid},
+                                "annotations": annotations},
+                headers=ls.webhooks[pid][0]["headers"])  # signed by the first round
 
 
 @pytest.fixture
 def single(settings):
-    """Project 1: 16 labeled of 40 tasks (8 pos, 8 neg), two rounds trained."""
+    """Project 1: 16 labeled of 40 tasks (8 pos, 8 neg): the cold-start round of /setup, then
+    two rounds trained."""
     texts = POS + NEG + [f"unlabeled text number {i} good" for i in range(24)]
     ls = FakeLabelStudio(make_tasks(texts))
     app = make_app(settings, ls)
     c = app.test_client()
     post(c, "/setup", {"project": "1.17", "schema": SINGLE_CONFIG, "hostname": "http://ls:8080",
                        "access_token": "tok"})
-    for i in range(1, 13):
-        ls.annotate(i if i <= 6 else i + 2, ["pos"] if i <= 6 else ["neg"])
-    post(c, "/webhook", {"action": "START_TRAINING", "project": {"id": 1}})
+    first = [i if i <= 6 else i + 2 for i in range(1, 13)]
+    for tid in first:
+        ls.annotate(tid, ["pos"] if tid <= 6 else ["neg"])
+    announce(c, 1, ls, first)
     for tid in (7, 8, 15, 16):
         ls.annotate(tid, ["pos"] if tid < 9 else ["neg"])
-    annotations = [{"id": t["annotations"][-1]["id"], "task": t["id"]}
-                   for t in ls.tasks if t["id"] in (7, 8, 15, 16)]
-    post(c, "/webhook", {"action": "ANNOTATIONS_CREATED", "project": {"id": 1},
-                         "annotations": annotations})
+    announce(c, 1, ls, (7, 8, 15, 16))
     return app, c, ls
 
 
 def test_round_records_metrics(single):
     app, _, _ = single
     records = app.extensions["studio_al"]["store"].audit(1)
-    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert [r["status"] for r in records] == ["ok", "ok", "ok"]
+    assert records[0]["cold_start"] and records[0]["metrics"] is None
     m = records[-1]["metrics"]
     assert m["class_counts"] == {"pos": 8, "neg": 8}
     assert m["cv"]["n"] == 16 and m["cv"]["folds"] == 5
@@ -83,8 +93,8 @@ def test_round_records_metrics(single):
     assert set(m["criteria"]) == {"kappa_average", "classification_change",
                                   "overall_uncertainty", "delta_f_score"}
     assert "evaluate" in records[-1]["timings"]
-    # round 1 had 12 labels (6/6)
-    assert records[0]["metrics"]["class_counts"] == {"pos": 6, "neg": 6}
+    # the first trained round had 12 labels (6/6)
+    assert records[1]["metrics"]["class_counts"] == {"pos": 6, "neg": 6}
 
 
 def test_cross_validate_hand_checked():
@@ -141,7 +151,7 @@ def test_project_page_renders_everything(single):
     assert ranking.head(1)[0].score == 0.0
     # audit log: one row per round
     audit = html[html.index('id="audit"'):]
-    assert audit[:audit.index("</table>")].count("<tr>") == 1 + 2
+    assert audit[:audit.index("</table>")].count("<tr>") == 1 + 3
     for section in ('id="classes"', 'id="criteria"', 'id="stopping-history"', 'id="estimate"'):
         assert section in html
     assert "kappa_average" in html and "no cross-validated rounds" not in html
@@ -154,7 +164,7 @@ def test_status_is_the_twin_of_the_page(single):
         {"label": "pos", "count": 8, "share": 0.5, "rare": False},
         {"label": "neg", "count": 8, "share": 0.5, "rare": False}]
     assert [p["labeled"] for p in st["learning_curve"]] == [12, 16]
-    assert len(st["next_tasks"]) == 20 and len(st["rounds"]) == 2
+    assert len(st["next_tasks"]) == 20 and len(st["rounds"]) == 3
     assert st["next_tasks"][0]["task"] == st["queued_tasks"][0]
     html = c.get("/dashboard/1").get_data(as_text=True)
     assert f"{st['quality']['accuracy']:.3f}" in html
@@ -188,10 +198,13 @@ def test_empty_store_and_unknown_projects(settings):
 
 def test_project_without_model(settings):
     ls = FakeLabelStudio(make_tasks(["one", "two", "three"]))
-    app = make_app(settings, ls)
+    app = make_app(settings, ls, pid=3)
     c = app.test_client()
+    runner = app.extensions["studio_al"]["runner"]
+    job, runner.job = runner.job, lambda *a: None  # /setup's round has not run yet
     post(c, "/setup", {"project": "3.1", "schema": SINGLE_CONFIG, "hostname": "http://ls:8080",
                        "access_token": "tok"})
+    runner.job = job
     r = c.get("/dashboard/3")  # set up, never trained
     html = r.get_data(as_text=True)
     assert r.status_code == 200
@@ -212,7 +225,7 @@ def test_multi_label_project(settings):
              "alpha beta gamma", "gamma beta", "alpha alpha", "beta beta", "gamma gamma",
              "alpha beta two", "x y", "y z", "z alpha"]
     ls = FakeLabelStudio(make_tasks(texts, field="content"))
-    app = make_app(settings, ls)
+    app = make_app(settings, ls, pid=5, config=MULTI_CONFIG)
     c = app.test_client()
     post(c, "/setup", {"project": "5.1", "schema": MULTI_CONFIG, "hostname": "http://ls:8080",
                        "access_token": "tok"})
@@ -220,7 +233,7 @@ def test_multi_label_project(settings):
              7: ["a", "b", "c"], 8: ["b", "c"], 9: ["a"], 10: ["b"], 11: ["c"], 12: ["a", "b"]}
     for tid, names in truth.items():
         ls.annotate(tid, names, from_name="topics")
-    post(c, "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 5}})
+    announce(c, 5, ls, truth)
     st = c.get("/status?project=5").json
     assert st["multi_label"] is True
     # per-label counts of the 12 labeled tasks

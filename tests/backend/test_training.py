@@ -18,9 +18,13 @@ NEG = ["terrible movie, hated it", "awful and boring acting", "hated the boring 
        "an awful film", "boring boring mess"]
 
 
-def setup_project(store, config=SINGLE_CONFIG, pid=1):
+def setup_project(store, config=SINGLE_CONFIG, pid=1, ls=None):
+    """What /setup stores, and (with ``ls``) Label Studio with this backend connected."""
     store.save_project(pid, {"label_config": config,
                              "parsed": parse_label_config(config).to_dict()})
+    if ls is not None:
+        ls.connect(store, pid, config)
+    return ls
 
 
 @pytest.fixture
@@ -28,6 +32,7 @@ def env(settings):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))  # ids 1..5 pos, 6..10 neg
+    ls.connect(store, 1, SINGLE_CONFIG)
     return settings, store, ls
 
 
@@ -84,7 +89,7 @@ def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
     assert preds[10]["result"][0]["value"]["choices"] == ["neg"]
     assert rec["stopping"]["criterion"] == "kappa_average" and rec["stopping"]["stop"] is False
     assert [q["task"] for q in rec["queried"]] == expected[:settings.batch_size]
-    assert set(rec["timings"]) == {"load_config", "sync", "train_and_rank", "write_version", "push",
+    assert set(rec["timings"]) == {"connect", "sync", "train_and_rank", "write_version", "push",
                                    "clean_up", "catch_up", "evaluate", "total"}
 
 
@@ -161,6 +166,7 @@ def test_multi_label_falls_back_for_single_label_strategy(settings):
     texts = ["apple banana", "banana cherry", "cherry apple", "apple", "banana", "cherry",
              "apple banana cherry", "nothing here"]
     ls = FakeLabelStudio(make_tasks(texts, field="content"))
+    ls.connect(store, 2, MULTI_CONFIG)
     for tid, labels in [(1, ["a", "b"]), (2, ["b", "c"]), (4, ["a"]), (5, ["b"])]:
         ls.annotate(tid, labels, from_name="topics")
     rec = training.run_round(2, settings, store, ls)
@@ -232,6 +238,7 @@ def test_annotation_announced_but_not_yet_visible_is_read_by_the_next_round(sett
     store = Store(settings.model_dir)
     setup_project(store)
     ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=1002, visible_after=2)
+    ls.connect(store, 1, SINGLE_CONFIG)
     for i, (tid, label) in enumerate([(1, "pos"), (6, "neg"), (2, "pos")]):
         ls.annotate(tid, [label])
         _webhook(store, 1000 + i, tid)
@@ -247,6 +254,7 @@ def test_forged_annotation_hint_costs_a_bounded_number_of_rereads(settings):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = LaggingLabelStudio(make_tasks(POS + NEG), hidden_annotation=-1)
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); _webhook(store, 1000, 1)
     _webhook(store, 555, 7)        # an annotation that does not exist, on a real task
     _webhook(store, 556, 99999)    # ... on a task that does not exist
@@ -276,6 +284,7 @@ def test_every_stopping_criterion_gives_a_verdict(tmp_path, criterion):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok"
@@ -293,6 +302,7 @@ def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest_of_the_
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["push_complete"] and rec["pushed"] == rec["k"] == 8
@@ -308,6 +318,7 @@ def test_only_the_head_goes_to_label_studio_the_rest_is_on_disk(tmp_path):
     setup_project(store)
     texts = [f"{w} movie number {i}" for i in range(30) for w in ("great",)] + NEG
     ls = FakeLabelStudio(make_tasks(texts))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(31, ["neg"])
     r1 = training.run_round(1, settings, store, ls)
     assert r1["k"] == 4 and r1["pushed"] == 4 and len(ls.current_predictions()) == 4
@@ -329,6 +340,7 @@ def test_a_later_round_reads_only_what_changed(tmp_path):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     training.run_round(1, settings, store, ls)
     ls.calls.clear()
@@ -348,6 +360,7 @@ def test_reconciliation_catches_what_no_webhook_told(tmp_path, monkeypatch):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     training.run_round(1, settings, store, ls)
     ls.annotate(7, ["neg"])                                  # no webhook (backend was down)
@@ -371,6 +384,7 @@ def test_project_whose_texts_are_all_empty_still_gets_an_order(tmp_path):
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks([""] * 6))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(2, ["neg"])
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["cold_start"] and "no features" in rec["warning"]
@@ -393,6 +407,7 @@ def test_push_all_imports_the_rest_and_stops_when_a_newer_round_is_pending(tmp_p
             return out
 
     ls = Busy(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
     ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
     full = training.run_round(1, settings, store, ls)
     assert full["push_complete"] and full["pushed"] == 8 and "import_predictions" in ls.calls

@@ -20,9 +20,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+import requests
+
 LOCK = threading.Lock()
 RELEASE = threading.Event()
-STATE: dict = {"projects": {}, "faults": [], "log": [], "token": None, "held": 0}
+STATE: dict = {"projects": {}, "faults": [], "log": [], "token": None, "held": 0,
+               "ml": {}, "webhooks": {}, "url": None}
 ANN_IDS = itertools.count(1)
 
 
@@ -85,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
                 RELEASE.wait(float(fault.get("seconds", 120)))
         if self.headers.get("Authorization") != f"Token {STATE['token']}":
             return self._send(401, {"detail": "Authentication credentials were not provided."})
+        if path.startswith(("/api/ml", "/api/webhooks", "/api/current-user")):
+            return self._connections(method, path.rstrip("/"), body, query)
         if method == "GET" and path.rstrip("/") == "/api/tasks":
             with LOCK:
                 data = json.dumps(self._dm_list(query)).encode()
@@ -109,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             p = project(pid)
             if method == "GET" and rest == "":
+                if p.get("deleted"):
+                    return self._send(404, {"detail": "Not found."})
                 return self._send(200, {**p["fields"], "task_number": len(p["tasks"])})
             if method == "PATCH" and rest == "":
                 p["fields"].update(body or {})
@@ -140,6 +147,47 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         return None
 
+    # ------------------------------------------------------------------ ML backends, webhooks
+    def _connections(self, method, path, body, query):
+        """What Label Studio does around a connected ML backend: list/PATCH it (and call its
+        ``/setup`` with its ``extra_params`` meanwhile), list/PATCH webhooks, whoami."""
+        if path == "/api/current-user/whoami":
+            return self._send(200, {"id": 1, "email": "admin@example.com"})
+        if method == "GET" and path == "/api/ml":
+            pid = int(query["project"][0])
+            with LOCK:
+                if project(pid).get("deleted"):
+                    return self._send(404, {"detail": "Not found."})
+                backends = [dict(b) for b in STATE["ml"].values() if b["project"] == pid]
+            for b in backends:
+                call_setup(b)
+            return self._send(200, [public(b) for b in backends])
+        m = re.fullmatch(r"/api/ml/(\d+)", path)
+        if m and method == "PATCH":
+            with LOCK:
+                b = STATE["ml"].get(int(m.group(1)))
+                if b is None:
+                    return self._send(404, {"detail": "Not found."})
+                b.update({k: v for k, v in (body or {}).items() if k in ("extra_params", "title")})
+                b = dict(b)
+            call_setup(b)
+            return self._send(200, public(b))
+        if method == "GET" and path == "/api/webhooks":
+            pid = int(query["project"][0])
+            with LOCK:
+                hooks = [dict(h) for h in STATE["webhooks"].values() if h["project"] == pid]
+            return self._send(200, hooks)
+        m = re.fullmatch(r"/api/webhooks/(\d+)", path)
+        if m and method == "PATCH":
+            with LOCK:
+                h = STATE["webhooks"].get(int(m.group(1)))
+                if h is None:
+                    return self._send(404, {"detail": "Not found."})
+                if "headers" in (body or {}):
+                    h["headers"] = dict(body["headers"] or {})
+                return self._send(200, dict(h))
+        return self._send(404, {"detail": f"no route {method} {path}"})
+
     @staticmethod
     def _dm_list(query) -> dict:
         """``GET /api/tasks`` of the data manager: the filters our client sends (task id
@@ -154,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
             for f in filters:
                 name, value = f["filter"], f["value"]
                 if name == "filter:tasks:id":
-                    checks.append(tid > value)
+                    checks.append(tid == value if f.get("operator") == "equal" else tid > value)
                 elif name == "filter:tasks:total_annotations":
                     checks.append(sum(not a["was_cancelled"] for a in t["annotations"]) > value)
                 elif name == "filter:tasks:cancelled_annotations":
@@ -192,6 +240,27 @@ class Handler(BaseHTTPRequestHandler):
                                     "value": {"choices": [item["choice"]]}}]})
                     out.append(ann_id)
                 return self._send(200, {"ids": out})
+            if path == "/_test/connect" and method == "POST":
+                pid = int(body["project"])
+                p = project(pid)
+                p["fields"]["label_config"] = body["label_config"]
+                p.pop("deleted", None)
+                bid = 100 + len(STATE["ml"]) + 1
+                b = STATE["ml"][bid] = {"id": bid, "project": pid, "url": body["url"].rstrip("/"),
+                                        "extra_params": None, "auth": body.get("basic_auth")}
+                hid = 500 + len(STATE["webhooks"]) + 1
+                STATE["webhooks"][hid] = {"id": hid, "project": pid, "headers": {},
+                                          "url": body["url"].rstrip("/") + "/webhook"}
+                b = dict(b)
+            if path == "/_test/webhook" and method == "POST":
+                pid = int(body["project"])
+                hooks = [dict(h) for h in STATE["webhooks"].values() if h["project"] == pid]
+            if path == "/_test/delete_project" and method == "POST":
+                p = project(int(body["project"]))
+                p["deleted"] = True
+                for bid in [k for k, b in STATE["ml"].items() if b["project"] == int(body["project"])]:
+                    del STATE["ml"][bid]
+                return self._send(200, {"deleted": True})
             if path == "/_test/fault" and method == "POST":
                 STATE["faults"].append({"times": 1, **body})
                 RELEASE.clear()
@@ -207,8 +276,24 @@ class Handler(BaseHTTPRequestHandler):
                 for pr in p["predictions"]:
                     versions[pr["model_version"]] = versions.get(pr["model_version"], 0) + 1
                 return self._send(200, {"fields": p["fields"], "versions": versions,
-                                        "held": STATE["held"], "log": STATE["log"][-500:]})
-        return self._send(404, {"detail": "unknown control route"})
+                                        "held": STATE["held"], "log": STATE["log"][-500:],
+                                        "webhooks": [h for h in STATE["webhooks"].values()
+                                                     if h["project"] == pid],
+                                        "ml": [public(b) for b in STATE["ml"].values()
+                                               if b["project"] == pid]})
+            if path not in ("/_test/connect", "/_test/webhook"):
+                return self._send(404, {"detail": "unknown control route"})
+        if path == "/_test/connect":  # outside the lock: the backend may call us back
+            status, answer = call_setup(b)
+            return self._send(200, {"ml_backend": b["id"], "status": status, "setup": answer})
+        results = []
+        for h in hooks:  # like Label Studio: POST the payload with the subscription's headers
+            try:
+                r = requests.post(h["url"], json=body["payload"], headers=h["headers"], timeout=5)
+                results.append(r.status_code)
+            except requests.RequestException as exc:
+                results.append(str(exc)[:100])
+        return self._send(200, {"statuses": results})
 
     def do_GET(self):
         self._handle("GET")
@@ -223,6 +308,27 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
+def public(b: dict) -> dict:
+    return {k: v for k, v in b.items() if k != "auth"}
+
+
+def call_setup(b: dict) -> tuple[int, object]:
+    """Label Studio's ``update_state``: ``GET <url>/health`` then ``POST <url>/setup`` with the
+    ML backend's ``extra_params`` (and its basic auth, when set)."""
+    with LOCK:
+        p = project(b["project"])
+        body = {"project": f"{b['project']}.1700000000", "schema": p["fields"].get("label_config"),
+                "hostname": STATE["url"], "access_token": STATE["token"],
+                "extra_params": b.get("extra_params")}
+    auth = tuple(b["auth"]) if b.get("auth") else None
+    try:
+        requests.get(b["url"] + "/health", timeout=5, auth=auth)
+        r = requests.post(b["url"] + "/setup", json=body, timeout=5, auth=auth)
+        return r.status_code, (r.json() if r.content else None)
+    except (requests.RequestException, ValueError) as exc:
+        return 0, str(exc)[:200]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
@@ -231,6 +337,7 @@ def main(argv=None) -> int:
     STATE["token"] = args.token
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    STATE["url"] = f"http://127.0.0.1:{server.server_address[1]}"
     print(f"PORT {server.server_address[1]}", flush=True)
     sys.stdout.flush()
     server.serve_forever()

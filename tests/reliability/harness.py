@@ -145,6 +145,26 @@ class FakeLS:
     def annotate(self, project: int, items: list[dict]) -> list[int]:
         return self._post("/_test/annotate", {"project": project, "items": items})["ids"]
 
+    def connect(self, project: int, backend_url: str, label_config: str = LABEL_CONFIG,
+                basic_auth: tuple | None = None) -> dict:
+        """Connect an ML backend to ``project`` as Label Studio does (it then calls the
+        backend's /health and /setup); returns ``{"ml_backend", "status", "setup"}``."""
+        return self._post("/_test/connect", {"project": project, "url": backend_url,
+                                             "label_config": label_config,
+                                             "basic_auth": list(basic_auth) if basic_auth else None})
+
+    def webhook_headers(self, project: int) -> dict:
+        """The headers of the project's webhook subscription (signed by the backend)."""
+        hooks = self.state(project)["webhooks"]
+        return dict(hooks[0]["headers"]) if hooks else {}
+
+    def send_webhook(self, project: int, payload: dict) -> list:
+        """Label Studio sends ``payload`` to the project's subscriptions (with their headers)."""
+        return self._post("/_test/webhook", {"project": project, "payload": payload})["statuses"]
+
+    def delete_project(self, project: int) -> None:
+        self._post("/_test/delete_project", {"project": project})
+
     def fault(self, **fault) -> None:
         self._post("/_test/fault", fault)
 
@@ -173,13 +193,24 @@ def base_env(**extra: str) -> dict:
 
 class Proc:
     """A child process in its own session (so ``kill -9`` can take its whole group), its
-    stderr kept in a file for the log assertions."""
+    stderr kept in a file for the log assertions.
 
-    def __init__(self, argv: list[str], env: dict, log: Path):
+    ``preexec_fn`` runs in the child before the exec (e.g. ``resource.setrlimit``); the child
+    then writes its output to a pipe that a ``cat`` (without those limits) appends to the log,
+    so a limit such as ``RLIMIT_FSIZE`` does not apply to the log file."""
+
+    def __init__(self, argv: list[str], env: dict, log: Path, preexec_fn=None):
         self.log_path = log
         self._fh = open(log, "ab")
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._fh, stderr=self._fh,
-                                     start_new_session=True)
+        self._tee = None
+        out = self._fh
+        if preexec_fn is not None:
+            self._tee = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=self._fh)
+            out = self._tee.stdin
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out,
+                                     start_new_session=True, preexec_fn=preexec_fn)
+        if self._tee is not None:
+            self._tee.stdin.close()  # the child holds the only write end now
 
     @property
     def pid(self) -> int:
@@ -199,6 +230,12 @@ class Proc:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill9()
+        if self._tee is not None:
+            try:
+                self._tee.wait(10)  # EOF once every process holding the pipe is gone
+            except subprocess.TimeoutExpired:
+                self._tee.kill()
+                self._tee.wait(10)
         self._fh.close()
 
     def log(self) -> str:
@@ -209,13 +246,15 @@ class Proc:
 class Backend:
     """``studio-al serve`` (gunicorn) on a free port."""
 
-    def __init__(self, env: dict, log: Path, workers: int = 1, threads: int = 8):
+    def __init__(self, env: dict, log: Path, workers: int = 1, threads: int = 8,
+                 preexec_fn=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = Proc([sys.executable, "-m", "backend.cli", "serve", "--bind",
                           f"127.0.0.1:{self.port}", "--threads", str(threads),
-                          "--workers", str(workers)], env, log)
+                          "--workers", str(workers)], env, log, preexec_fn=preexec_fn)
         self.s = requests.Session()
+        self.signed: dict[int, dict] = {}  # project -> signed webhook headers (connect())
         self.auth = None
         if env.get("BASIC_AUTH_USER"):
             self.auth = (env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"])
@@ -228,7 +267,14 @@ class Backend:
         return self.s.get(self.url + route, params=params, timeout=30)
 
     def post(self, route: str, body):
-        return self.s.post(self.url + route, json=body, timeout=30)
+        """POST JSON; a webhook for a project connected with :meth:`connect` carries the
+        signature Label Studio's subscription carries."""
+        headers = None
+        if route == "/webhook" and isinstance(body, dict):
+            pid = body.get("project")
+            pid = pid.get("id") if isinstance(pid, dict) else pid
+            headers = self.signed.get(pid)
+        return self.s.post(self.url + route, json=body, timeout=30, headers=headers)
 
     def setup(self, project: int, hostname: str | None = None, token: str | None = None):
         body = {"project": f"{project}.1700000000", "schema": LABEL_CONFIG}
@@ -240,6 +286,18 @@ class Backend:
 
     def job(self, project: int) -> dict:
         return self.get("/status", project=project).json()["job"]
+
+    def connect(self, fake: "FakeLS", project: int, timeout: float = 60) -> dict:
+        """Connect this backend to ``project`` of the fake Label Studio (which calls /setup);
+        wait (bounded) until the backend proved the connection and signed the project's
+        webhook subscription; return the signed headers."""
+        answer = fake.connect(project, self.url, basic_auth=self.auth)
+        assert answer["status"] == 200, answer
+        self.signed[project] = wait_for(
+            lambda: self.get("/status", project=project).json().get("connected")
+            and fake.webhook_headers(project), timeout,
+            f"project {project} connected and its webhook signed", interval=0.05)
+        return self.signed[project]
 
 
 def worker(env: dict, log: Path, nice: int = 10) -> Proc:

@@ -26,8 +26,10 @@ class NullRunner:
 
 
 def _make_app(tmp_dir):
+    # LABEL_STUDIO_URL/KEY set: fuzzed /setup hostnames are ignored, never contacted
     s = Settings.from_env({"MODEL_DIR": str(tmp_dir), "LOG_LEVEL": "ERROR",
-                           "BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "pw"},
+                           "BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "pw",
+                           "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k"},
                           validate_components=False)
     app = create_app(s, runner=NullRunner())
     # projects 1 and 2 are set up, so fuzzed ids hit real code paths too

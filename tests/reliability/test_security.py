@@ -114,10 +114,11 @@ def test_no_secrets_in_logs(tmp_path, fake_ls):
     backend = Backend(env, tmp_path / "web.log")
     w = worker(env, tmp_path / "worker.log")
     try:
+        wait_workers(rds.url, "studio-al")
+        backend.connect(fake_ls, 3)
         assert backend.post("/setup", {"project": 3, "schema": _schema(),
                                        "hostname": fake_ls.url,
                                        "access_token": secrets_["setup_token"]}).ok
-        wait_workers(rds.url, "studio-al")
         fake_ls.annotate(3, [{"task": t, "choice": rows[t - 1][1]} for t in range(1, 11)])
         assert backend.post("/webhook", {"action": "START_TRAINING", "project": 3}).ok
         wait_for(lambda: backend.job(3)["state"] == "idle", 60, "a good round")

@@ -28,8 +28,8 @@ def test_storm_of_1000_webhooks(tmp_path, main_redis, fake_ls, report):
     backend = Backend(env, tmp_path / "web.log")
     w = worker(env, tmp_path / "worker.log")
     try:
-        backend.setup(PROJECT)
         wait_workers(redis_url, prefix)
+        signed = backend.connect(fake_ls, PROJECT)
         latencies: list[float] = []
         statuses: list[int] = []
         ann_ids: list[int] = []
@@ -52,7 +52,8 @@ def test_storm_of_1000_webhooks(tmp_path, main_redis, fake_ls, report):
                                  "value": {"choices": [rows[i][1]]}}]}}
                     t0 = time.perf_counter()
                     r = s.post(backend.url + "/webhook", data=json.dumps(body),
-                               headers={"Content-Type": "application/json"}, timeout=10)
+                               headers={"Content-Type": "application/json", **signed},
+                               timeout=10)
                     dt = time.perf_counter() - t0
                     with lock:
                         latencies.append(dt)
