@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from backend.labelconfig import LabelConfig, LabelConfigError, parse_label_confi
 from backend.instance import (MAX_UNVERIFIED, Connection, Instance, TrustError,
                               record_challenge)
 from backend.settings import Settings, redact_url
-from backend.store import Store
+from backend.store import Store, StoreWriteError
 
 log = logging.getLogger("studio_al.app")
 
@@ -130,7 +129,8 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
     if runner is None and settings.redis_url:
         from backend.rq_jobs import RQJobRunner  # needs the [redis] extra
         runner = RQJobRunner(settings)
-    runner = runner or ThreadJobRunner(job)
+    runner = runner or ThreadJobRunner(job, workers=settings.round_workers,
+                                       min_interval=settings.min_round_interval)
     if owns_runner:
         atexit.register(runner.shutdown, 2.0)
 
@@ -169,6 +169,11 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
         if exc.code == 405 and exc.valid_methods:
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
         return resp
+
+    @app.errorhandler(StoreWriteError)
+    def _store_full(exc: StoreWriteError):
+        log.error("event=store_write_failed path=%s error=%r", request.path, str(exc))
+        return jsonify(error=f"storage unavailable, not recorded: {exc.strerror or exc}"), 503
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception):
@@ -366,8 +371,18 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
         event = webhook_event(action, project_id, body)
 
         handled = "ignored" if action in IGNORED_ACTIONS else "train"
+        if action == "PROJECT_UPDATED":
+            # our own PATCH of the project's model version sends this too: only a label
+            # config that differs from the verified one is worth a round (which re-reads it
+            # from Label Studio: the body is only a hint)
+            sent = project.get("label_config") if isinstance(project, dict) else None
+            changed = isinstance(sent, str) and (conn is None or sent != conn.label_config)
+            event["config_changed"] = changed
+            handled = "train" if changed else "recorded"
         store.append_event(project_id, {**event, "handled": handled,
                                         "signed": signed is not None})
+        if handled == "recorded":
+            return jsonify(status="recorded", action=action)
         if handled == "ignored":
             return jsonify(status="ignored", action=action)
         state = runner.submit(project_id, action)
@@ -447,4 +462,4 @@ def make_room_for_new_project(store: Store) -> None:
             return 0.0
     for pid in sorted(waiting, key=age)[:len(waiting) - MAX_UNVERIFIED + 1]:
         log.warning("event=unverified_project_forgotten project=%s", pid)
-        shutil.rmtree(store.project_dir(pid), ignore_errors=True)
+        store.forget_project(pid)

@@ -237,14 +237,32 @@ def verify_connection(store, project_id: int, client, secret: bytes) -> Connecti
     return conn
 
 
+def _patch_fields(backend: dict, project_id: int, extra_params) -> dict:
+    """A PATCH of an ML backend that Label Studio 1.23 validates: its serializer re-checks
+    ``url`` and ``project`` with ``/health`` and ``/setup`` calls, so both are sent as they
+    are; with basic auth, an empty password keeps the stored one."""
+    fields = {"url": backend.get("url"), "project": project_id, "extra_params": extra_params}
+    if backend.get("auth_method") == "BASIC_AUTH":
+        fields.update(auth_method="BASIC_AUTH", basic_auth_user=backend.get("basic_auth_user"),
+                      basic_auth_pass="")
+    return fields
+
+
 def _challenge(store, project_id: int, client, backends: list[dict]) -> dict:
     for backend in backends[:5]:
         nonce = secrets.token_hex(16)
         extra = backend.get("extra_params") if isinstance(backend.get("extra_params"), dict) \
             else {}
-        client.update_ml_backend(backend["id"], extra_params={**extra, CHALLENGE_KEY: nonce})
+        try:
+            client.update_ml_backend(backend["id"], **_patch_fields(
+                backend, project_id, {**extra, CHALLENGE_KEY: nonce}))
+        except Exception as exc:  # noqa: BLE001 - e.g. another backend that is down
+            log.warning("event=challenge_failed project=%s ml_backend=%s error=%r", project_id,
+                        backend.get("id"), str(exc)[:300])
+            continue
         matched = _seen(store, project_id) == nonce
-        client.update_ml_backend(backend["id"], extra_params=extra or None)
+        client.update_ml_backend(backend["id"], **_patch_fields(backend, project_id,
+                                                                extra or None))
         if matched:
             log.info("event=project_connected project=%s ml_backend=%s", project_id,
                      backend["id"])

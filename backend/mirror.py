@@ -85,7 +85,7 @@ class Hints:
                                              if isinstance(a, int))
             elif action == "TASKS_DELETED":
                 h.deleted_tasks.update(t for t in ev.get("task_ids") or [] if isinstance(t, int))
-            elif action == "PROJECT_UPDATED":
+            elif action == "PROJECT_UPDATED" and ev.get("config_changed"):
                 h.config_changed = True
         for aid in h.deleted_annotations:
             h.expected.pop(aid, None)

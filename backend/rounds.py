@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import traceback
 
@@ -159,7 +158,7 @@ class Round:
                                "when the ML backend is connected")
         self.events = [e for e in self.store.events(self.pid)
                        if e.get("seq", 0) <= self.rec.events_upto]
-        if any(e.get("action") in ("PROJECT_UPDATED", "PROJECT_DELETED") and
+        if any((e.get("config_changed") or e.get("action") == "PROJECT_DELETED") and
                e.get("seq", 0) > self._applied_upto() for e in self.events):
             conn = Connection.load(self.store, self.pid)
             if conn is not None:  # re-read the label config (or notice the deletion) now
@@ -187,7 +186,7 @@ class Round:
 
     def forget(self, why: str) -> dict:
         """The project was deleted in Label Studio: drop everything kept for it."""
-        shutil.rmtree(self.store.project_dir(self.pid), ignore_errors=True)
+        self.store.forget_project(self.pid)
         log.warning("event=project_forgotten project=%s reason=%r", self.pid, why)
         self.rec.status, self.rec.error = "deleted", why
         self.rec.finished_at = time.time()
@@ -327,9 +326,7 @@ class Round:
         if rec.push_complete and not self.settings.keep_prediction_history:
             rec.deleted_versions, rec.warning_delete = self.pusher.delete_superseded(rec.previous)
         self.store.prune_versions(self.pid, keep=2)
-        compact = getattr(self.store, "compact_events", None)
-        if compact is not None:
-            compact(self.pid, min(rec.events_upto, self.mirror.events_upto))
+        self.store.compact_events(self.pid, min(rec.events_upto, self.mirror.events_upto))
 
     # ------------------------------------------------------------------ 6-7. after the push
     def catch_up(self) -> None:

@@ -149,6 +149,10 @@ def test_webhook_actions(client, app, runner):
     assert post(client, "/webhook", {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 5}],
                                      "project": {"id": 1}}).status_code == 200
     r = post(client, "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1}})
+    assert r.json["status"] == "recorded"  # e.g. our own PATCH of the model version
+    new = SINGLE_CONFIG.replace('<Choice value="neg"/>', '<Choice value="neg"/><Choice value="x"/>')
+    r = post(client, "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1,
+                                                                           "label_config": new}})
     assert r.json["status"] == "queued"  # the round re-reads the label config from Label Studio
     r = post(client, "/webhook", {"action": "LABEL_LINK_CREATED", "project": {"id": 1}})
     assert r.json["status"] == "ignored"
@@ -157,7 +161,8 @@ def test_webhook_actions(client, app, runner):
     events = store.events(1)
     assert [e["action"] for e in events] == ["ANNOTATION_CREATED", "START_TRAINING",
                                              "ANNOTATIONS_DELETED", "PROJECT_UPDATED",
-                                             "LABEL_LINK_CREATED"]
+                                             "PROJECT_UPDATED", "LABEL_LINK_CREATED"]
+    assert [e.get("config_changed") for e in events[3:5]] == [False, True]
     assert events[0]["annotation"] == {"id": 5, "task": 2} and events[0]["task_id"] == 2
     assert events[2]["annotation_ids"] == [5]
     assert "result" not in json.dumps(events) and "label_config" not in json.dumps(events)

