@@ -158,6 +158,10 @@ class Settings:
                 raise SettingsError(f"LABEL_STUDIO_URL={url!r} is invalid; allowed: an http:// or "
                                     "https:// URL such as http://localhost:8080")
             url = url.rstrip("/")
+        if get("LABEL_STUDIO_API_KEY") is not None and url is None:
+            raise SettingsError("LABEL_STUDIO_API_KEY is set while LABEL_STUDIO_URL is unset; "
+                                "allowed: set both (the key is only ever sent to that URL) or "
+                                "neither (Label Studio's first /setup is trusted)")
         redis_url = get("REDIS_URL")
         if redis_url is not None and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
             raise SettingsError(f"REDIS_URL={redis_url!r} is invalid; allowed: a redis://, "

@@ -68,6 +68,7 @@ def test_empty_string_means_default():
     ("LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR"),
     ("AL_KEEP_PREDICTION_HISTORY", "maybe", "true, false, 1, 0, yes, no"),
     ("LABEL_STUDIO_URL", "localhost:8080", "http://"),
+    ("LABEL_STUDIO_API_KEY", "key-without-url", "LABEL_STUDIO_URL"),
     ("REDIS_URL", "http://x", "redis://"),
     ("AL_MODEL_PATH", "/does/not/exist", "existing model folder"),
 ])
