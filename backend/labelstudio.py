@@ -10,7 +10,7 @@ queue behind its database lock); a 4xx answer is never retried. Failures raise
 Redirects are never followed (a 3xx raises): requests go to the configured Label Studio only.
 
 What each call costs Label Studio 1.23.2 (SQLite, ``label-studio start``), measured on a
-100,000-task project (``benchmarks/results/ls_op_costs_100k.md``), and how the backend uses it:
+100,000-task project (``benchmarks/results/ls_op_costs_100000_sqlite.md``), and how the backend uses it:
 
 * ``GET /api/tasks`` (data manager) costs ~1.5 ms per listed task and is one read transaction,
   during which SQLite makes every writer (an annotator's submit) wait: the backend lists tasks
