@@ -57,9 +57,11 @@ SYNC_BUDGET_S = 3.0
 #: ... and after its push (the queue is already right then).
 CATCH_UP_BUDGET_S = 4.0
 #: At most one reconciliation page pair per project per this many seconds.
-RECONCILE_EVERY_S = 10.0
+RECONCILE_EVERY_S = 30.0
 #: Fraction of the round's Label Studio time the next round waits after this one ends.
-PACE_FACTOR = 0.5
+PACE_FACTOR = 0.25
+#: While newer annotations wait, dashboard metrics are computed at most this often.
+METRICS_EVERY_S = 60.0
 
 
 def run_round(project_id: int, settings: Settings, store: Store, client, reason: str = "retrain"
@@ -317,9 +319,12 @@ class Round:
         rec.pushed = pusher.created
 
     def _no_newer_round(self) -> bool:
+        """True unless a webhook that asks for a round arrived after this round started."""
         upto = self.rec.events_upto
-        return not any(e.get("seq", 0) > upto and e.get("handled") == "train"
-                       for e in self.store.events(self.pid))
+        if self.store.last_event_seq(self.pid) <= upto:
+            return True
+        return not any(e.get("handled") == "train"
+                       for e in self.store.events_since(self.pid, upto, 10_000))
 
     def clean_up(self) -> None:
         rec = self.rec
@@ -357,9 +362,16 @@ class Round:
             self.rec.timings["refit_features"] = round(time.perf_counter() - t, 4)
 
     def evaluate(self) -> None:
+        """Dashboard metrics (cross-validation, every stopping criterion): skipped while a
+        newer round is already wanted, unless the last ones are older than METRICS_EVERY_S,
+        so that they never delay the next round of a busy project."""
         if self.bundle is None:
+            return
+        last = self.store.load_state(self.pid, "metrics_at") or 0.0
+        if not self._no_newer_round() and time.time() - last < METRICS_EVERY_S:
             return
         from backend.metrics import round_metrics
         ds, idx_l, ids, proba = self.model_state
         self.rec.metrics = round_metrics(self.store, self.pid, self.settings, self.cfg, ds,
                                          idx_l, ids, proba)
+        self.store.save_state(self.pid, "metrics_at", time.time())

@@ -46,7 +46,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "LABEL_STUDIO_RETRIES": "3",
     "MAX_REQUEST_MB": "16",
     "AL_PUSH_FIRST": "4",
-    "AL_PUSH_HEAD": "20",
+    "AL_PUSH_HEAD": "10",
     "AL_PUSH_MAX": "200",
     "AL_PUSH_ALL": "false",
     "AL_MIN_ROUND_INTERVAL": "2",
@@ -88,7 +88,7 @@ class Settings:
     label_studio_retries: int = 3
     max_request_mb: int = 16
     push_first: int = 4
-    push_head: int = 20
+    push_head: int = 10
     push_max: int = 200
     push_all: bool = False
     min_round_interval: float = 2.0

@@ -416,3 +416,25 @@ def test_push_all_imports_the_rest_and_stops_when_a_newer_round_is_pending(tmp_p
     assert first["status"] == "ok" and first["push_complete"] is False and first["pushed"] == 2
     assert first["deleted_versions"] == []
     assert ls.project["model_version"] == first["version"]
+
+
+def test_metrics_wait_while_newer_annotations_are_pending(tmp_path, monkeypatch):
+    """Dashboard metrics never delay the next round of a busy project: skipped while a newer
+    round is wanted, unless the last ones are older than METRICS_EVERY_S."""
+    from backend import rounds
+    settings = _settings(tmp_path)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    assert training.run_round(1, settings, store, ls)["metrics"] is not None  # first: computed
+    real_switch = ls.update_project
+
+    def switch_and_annotate(project_id, **fields):  # an annotation arrives during the round
+        _webhook(store, 9999, 3)
+        return real_switch(project_id, **fields)
+    ls.update_project = switch_and_annotate
+    assert training.run_round(1, settings, store, ls)["metrics"] is None
+    monkeypatch.setattr(rounds, "METRICS_EVERY_S", 0.0)
+    assert training.run_round(1, settings, store, ls)["metrics"] is not None
