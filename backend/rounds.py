@@ -52,9 +52,8 @@ log = logging.getLogger("studio_al.rounds")
 class ProjectDeleted(Exception):
     """Label Studio answers 404 for the project."""
 
-#: Seconds a round may spend listing tasks before training while the first listing runs.
-SYNC_BUDGET_S = 3.0
-#: ... and after its push (the queue is already right then).
+#: Seconds a round may spend on the first listing after its push, when no newer round waits
+#: (before training it reads one page only: annotators wait for the queue, not for listings).
 CATCH_UP_BUDGET_S = 4.0
 #: At most one reconciliation page pair per project per this many seconds.
 RECONCILE_EVERY_S = 30.0
@@ -213,9 +212,8 @@ class Round:
         report = mirror.apply_hints(self.client, self.pid, cfg,
                           Hints.from_events(events))
         if not mirror.annotated_complete:
-            report.update(mirror.list_annotated(self.client, self.pid, cfg, SYNC_BUDGET_S))
-        report.update(mirror.list_new(self.client, self.pid, cfg,
-                                      SYNC_BUDGET_S if mirror.texts else 2 * SYNC_BUDGET_S))
+            report.update(mirror.list_annotated(self.client, self.pid, cfg, 0.0, max_pages=1))
+        report.update(mirror.list_new(self.client, self.pid, cfg, 0.0, max_pages=1))
         mirror.note_events(events, rec.events_upto, time.time(), RATE_WINDOW_S)
         mirror.save()
         rec.sync = report
@@ -335,14 +333,18 @@ class Round:
 
     # ------------------------------------------------------------------ 6-7. after the push
     def catch_up(self) -> None:
-        """Work that can wait until the queue is right, within a time budget."""
+        """Work that can wait until the queue is right: the first listing of a large project
+        (within a time budget, only when no newer round is waiting: annotators come first),
+        or one reconciliation page pair at a bounded rate; the featurizer refit."""
         mirror, cfg, rec = self.mirror, self.cfg, self.rec
-        if not mirror.complete:
+        idle = self._no_newer_round()
+        if not mirror.annotated_complete and idle:
+            rec.sync.update(mirror.list_annotated(self.client, self.pid, cfg, CATCH_UP_BUDGET_S))
+        if not mirror.complete and idle:
             rec.sync.update({f"after_{k}": v for k, v in mirror.list_new(
                 self.client, self.pid, cfg, CATCH_UP_BUDGET_S).items()})
-        elif not mirror.annotated_complete:
-            rec.sync.update(mirror.list_annotated(self.client, self.pid, cfg, CATCH_UP_BUDGET_S))
-        elif time.time() - mirror.reconciled_at >= RECONCILE_EVERY_S:
+        elif mirror.complete and mirror.annotated_complete and \
+                time.time() - mirror.reconciled_at >= RECONCILE_EVERY_S:
             rec.sync.update(mirror.reconcile(self.client, self.pid, cfg))
             mirror.reconciled_at = time.time()
         mirror.save()

@@ -438,3 +438,28 @@ def test_metrics_wait_while_newer_annotations_are_pending(tmp_path, monkeypatch)
     assert training.run_round(1, settings, store, ls)["metrics"] is None
     monkeypatch.setattr(rounds, "METRICS_EVERY_S", 0.0)
     assert training.run_round(1, settings, store, ls)["metrics"] is not None
+
+
+def test_first_listing_of_a_large_project_yields_to_annotators(tmp_path, monkeypatch):
+    """The first listing goes one page per round while newer annotations wait (the queue of
+    the tasks mirrored so far is pushed at once), then within a budget once it is quiet."""
+    from backend import mirror as mirror_module
+    monkeypatch.setattr(mirror_module, "LIST_PAGE", 3)
+    settings = _settings(tmp_path)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
+    real_switch = ls.update_project
+
+    def switch_and_annotate(project_id, **fields):  # annotators are busy during the round
+        store.append_event(1, {"action": "START_TRAINING", "project": 1, "handled": "train"})
+        return real_switch(project_id, **fields)
+    ls.update_project = switch_and_annotate
+    busy = training.run_round(1, settings, store, ls)
+    assert busy["n_tasks"] == 3 and busy["again"] is True  # one page, then the queue
+    assert sorted(ls.current_predictions()) == [1, 2, 3]
+    ls.update_project = real_switch
+    quiet = training.run_round(1, settings, store, ls)  # "again": the runner runs it
+    assert quiet["again"] is False and quiet["sync"]["after_complete"] is True
+    assert training.run_round(1, settings, store, ls)["n_tasks"] == 10
