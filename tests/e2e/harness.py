@@ -384,3 +384,36 @@ class LS:
                 break
             page += 1
         return sorted(out)
+
+    def create_user(self, email: str, password: str) -> tuple[int, str]:
+        """Create another Label Studio user in the admin's organization; return ``(user id, token)``.
+
+        Label Studio 1.23.2 open source has no API that creates a user WITH credentials
+        (``POST /api/users`` makes one without a password, and nobody can read another user's
+        token). So: the organization's invite token (``GET /api/invite``, as admin), then the
+        signup form ``/user/signup/?token=...`` like a browser (its ``csrftoken`` cookie is the
+        form's ``csrfmiddlewaretoken``; needed because ``LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK``
+        is on), which logs the new user in; that session reads the user's legacy API token from
+        ``GET /api/current-user/token``. The org was created with legacy tokens enabled, so
+        ``Authorization: Token <token>`` works for the new user too.
+        """
+        invite = self.req("GET", "/api/invite")
+        s = requests.Session()
+        r = s.get(self.url + "/user/signup/", params={"token": invite["token"]}, timeout=60)
+        r.raise_for_status()
+        csrf = s.cookies.get("csrftoken")
+        if not csrf:
+            raise HarnessError("Label Studio's signup page set no csrftoken cookie")
+        r = s.post(self.url + "/user/signup/", params={"token": invite["token"]},
+                   data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+                   headers={"Referer": self.url + "/user/signup/"}, allow_redirects=False, timeout=60)
+        if r.status_code != 302:  # the form is re-rendered with its errors (e.g. email taken)
+            raise HarnessError(f"signing up {email} failed: {r.status_code} (expected a 302 redirect)")
+        r = s.get(self.url + "/api/current-user/token", timeout=60)
+        r.raise_for_status()
+        token = r.json()["token"]
+        who = requests.get(self.url + "/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
+                           timeout=60)
+        if who.status_code != 200 or who.json().get("email") != email:
+            raise HarnessError(f"the token of new user {email} is refused: {who.status_code} {who.text[:200]}")
+        return who.json()["id"], token
