@@ -2,7 +2,10 @@
 
 * ``studio-al serve [--bind 127.0.0.1:9090] [--threads 8]`` validates the settings, then
   execs gunicorn on ``backend.wsgi:app`` with ONE worker (embedded mode keeps its job queue
-  and caches in-process) and ``--threads`` gthread threads.
+  and caches in-process) and ``--threads`` request threads. The worker class
+  (:data:`WORKER_CLASS`, gthread made safe against slow clients: ``backend.gunicorn_worker``)
+  gives a thread only complete requests and drops a connection that has not sent its
+  request head within 5 s, so slow or idle connections cannot freeze the backend.
   With ``REDIS_URL`` set, ``--workers N`` runs N web processes (the job queue is in Redis and
   the store is safe across processes).
 * ``studio-al worker [--burst] [--name NAME]`` runs an RQ worker on queue ``REDIS_QUEUE``
@@ -25,10 +28,14 @@ def _fail(message: str) -> int:
     return 2
 
 
+#: gunicorn worker class of ``serve`` (see ``backend.gunicorn_worker``).
+WORKER_CLASS = "backend.gunicorn_worker.SlowClientSafeWorker"
+
+
 def gunicorn_argv(bind: str, threads: int, log_level: str, workers: int = 1) -> list[str]:
     """The gunicorn command line ``serve`` execs."""
     return [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-            "--worker-class", "gthread",
+            "--worker-class", WORKER_CLASS,
             "--threads", str(threads), "--bind", bind, "--timeout", "120",
             "--graceful-timeout", "30", "--log-level", log_level.lower(), "backend.wsgi:app"]
 
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Label Studio ML backend (gunicorn)")
     serve.add_argument("--bind", default="127.0.0.1:9090", help="host:port (default %(default)s)")
-    serve.add_argument("--threads", type=int, default=8, help="gthread threads (default %(default)s)")
+    serve.add_argument("--threads", type=int, default=8, help="request threads (default %(default)s)")
     serve.add_argument("--dry-run", action="store_true",
                        help="validate settings and print the gunicorn command instead of running it")
     serve.set_defaults(func=cmd_serve)

@@ -5,7 +5,8 @@ The web process enqueues, ``studio-al worker`` processes (any number, any machin
 
     P:project:<id>   hash: state (queued|running|idle|failed), job_id, dirty, absorbed, runs,
                      requeued, attempts, queued_at, started_at, finished_at, last_duration,
-                     avg_duration, last_error, last_status, worker, reason
+                     avg_duration, last_error, last_status, worker, reason, not_before,
+                     delayed
     P:lock:<id>      the per-project writer lock (redis-py Lock with a TTL of AL_LOCK_TTL
                      seconds, renewed every TTL/3 by the running job: it is also its heartbeat)
     P:seq            counter for RQ job ids ``P-<id>-<n>`` (a new id per enqueue)
@@ -19,14 +20,23 @@ Coalescing (atomic Lua transitions, so any number of web processes may submit):
   exactly one more job is enqueued (never dropped, never more than one).
 
 RQ itself would not do this (verified traps, design.md §6): the same ``job_id`` enqueued twice
-runs twice, and ``unique=True`` refuses while a *finished* job of that id is kept.
+runs twice, and ``unique=True`` refuses while a *finished* job of that id is kept. A round that
+returns ``"again": True`` counts as one such request.
+
+Pacing: a project's round starts no earlier than ``AL_MIN_ROUND_INTERVAL`` after its previous
+round started, and no earlier than the ``pace_s`` its previous round returned after that round
+ended: the running job stores this earliest start in ``not_before``. A job requested before
+then is recorded ``queued`` with ``delayed=1`` but not given to RQ yet; :func:`sweep` (the web
+processes' monitor, and a thread of every ``studio-al worker``) enqueues it once it is due.
 
 Recovery: a watchdog (in every web process, and once at worker start) re-enqueues a project
 whose job is ``running`` but whose lock has expired (the worker was killed: ``kill -9``, OOM,
 lost machine) or whose RQ job ended as failed/stopped, and a ``queued`` project whose RQ job
 vanished (Redis restarted without persistence, or the enqueue itself failed). After three
 consecutive losses the project is marked ``failed`` (a poison job); the next webhook retries.
-While Redis is unreachable webhooks are still acknowledged (the event is already fsync'd to
+Webhooks never wait for Redis: :meth:`RQJobRunner.submit` hands the request to a submitter
+thread (coalesced per project) and answers from what is known. While Redis is unreachable or
+hangs, webhooks are still acknowledged at once (the event is already fsync'd to
 ``events.jsonl``), the submission is deferred, ``/health`` and ``/status`` say ``degraded``,
 and deferred projects are submitted as soon as Redis answers again.
 """
@@ -40,7 +50,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from backend.jobs import FAILED, IDLE, QUEUED, RUNNING, JobRunner, run_project_round
+from backend.jobs import FAILED, IDLE, QUEUED, RUNNING, JobRunner, pace_of, run_project_round
 
 try:
     import redis
@@ -58,69 +68,99 @@ MAX_LOSSES = 3
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 
-# KEYS: project hash, seq, projects set. ARGV: now, reason, project id, prefix.
+# KEYS: project hash, seq, projects set. ARGV: now, reason, project id, prefix, n (requests
+# coalesced into this call by the submitter: n - 1 of them count as absorbed). Returns {action, job id, due}: queued | running (absorbed / rerun pending), enqueue (a new job:
+# give it to RQ now) or delayed (a new job due at ``due``: sweep() gives it to RQ then).
 _SUBMIT = """
 redis.call('SADD', KEYS[3], ARGV[3])
+local extra = (tonumber(ARGV[5]) or 1) - 1
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'queued' then
-  redis.call('HINCRBY', KEYS[1], 'absorbed', 1)
-  return {'queued', redis.call('HGET', KEYS[1], 'job_id')}
+  redis.call('HINCRBY', KEYS[1], 'absorbed', 1 + extra)
+  return {'queued', redis.call('HGET', KEYS[1], 'job_id'), ''}
 elseif st == 'running' then
   local d = redis.call('HINCRBY', KEYS[1], 'dirty', 1)
-  if d > 1 then redis.call('HINCRBY', KEYS[1], 'absorbed', 1) end
-  return {'running', redis.call('HGET', KEYS[1], 'job_id')}
+  if d > 1 then extra = extra + 1 end
+  if extra > 0 then redis.call('HINCRBY', KEYS[1], 'absorbed', extra) end
+  return {'running', redis.call('HGET', KEYS[1], 'job_id'), ''}
 end
+if extra > 0 then redis.call('HINCRBY', KEYS[1], 'absorbed', extra) end
 local n = redis.call('INCR', KEYS[2])
 local job_id = ARGV[4] .. '-' .. ARGV[3] .. '-' .. n
+local due = tonumber(redis.call('HGET', KEYS[1], 'not_before')) or 0
+local delayed = 0
+if due > tonumber(ARGV[1]) then delayed = 1 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'job_id', job_id, 'queued_at', ARGV[1],
-           'dirty', 0, 'attempts', 0, 'reason', ARGV[2])
-return {'enqueue', job_id}
+           'dirty', 0, 'attempts', 0, 'reason', ARGV[2], 'delayed', delayed)
+if delayed == 1 then return {'delayed', job_id, tostring(due)} end
+return {'enqueue', job_id, ''}
 """
 
-# KEYS: project hash. ARGV: job id, now, worker name. Returns 1 when this job may run.
+# KEYS: project hash. ARGV: job id, now, worker name, min interval. Returns 1 when this job
+# may run.
 _START = """
 if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2], 'worker', ARGV[3],
-           'dirty', 0)
+           'dirty', 0, 'delayed', 0,
+           'not_before', tostring(tonumber(ARGV[2]) + tonumber(ARGV[4])))
 return 1
 """
 
-# KEYS: project hash, seq. ARGV: job id, now, status, error, duration, prefix, project id.
+# KEYS: project hash, seq. ARGV: job id, now, status, error, duration, prefix, project id,
+# pace_s, again (1|0). Returns {action, job id, due}: stale | done | enqueue | delayed.
 _FINISH = """
-if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return {'stale', ''} end
+if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return {'stale', '', ''} end
 redis.call('HINCRBY', KEYS[1], 'runs', 1)
+local now = tonumber(ARGV[2])
 local dur = tonumber(ARGV[5])
 local avg = tonumber(redis.call('HGET', KEYS[1], 'avg_duration'))
 if ARGV[3] == 'ok' then
   if avg then avg = 0.7 * avg + 0.3 * dur else avg = dur end
   redis.call('HSET', KEYS[1], 'avg_duration', tostring(avg), 'attempts', 0)
 end
+local nb = math.max(tonumber(redis.call('HGET', KEYS[1], 'not_before')) or 0,
+                    now + (tonumber(ARGV[8]) or 0))
 redis.call('HSET', KEYS[1], 'finished_at', ARGV[2], 'last_duration', ARGV[5],
-           'last_status', ARGV[3], 'last_error', ARGV[4])
+           'last_status', ARGV[3], 'last_error', ARGV[4], 'not_before', tostring(nb))
 local d = tonumber(redis.call('HGET', KEYS[1], 'dirty')) or 0
-if d > 0 then
+if d > 0 or ARGV[9] == '1' then
   local n = redis.call('INCR', KEYS[2])
   local job_id = ARGV[6] .. '-' .. ARGV[7] .. '-' .. n
+  local reason = 'rerun'
+  if d == 0 then reason = 'again' end
+  local delayed = 0
+  if nb > now then delayed = 1 end
   redis.call('HSET', KEYS[1], 'state', 'queued', 'job_id', job_id, 'queued_at', ARGV[2],
-             'dirty', 0, 'reason', 'rerun')
-  return {'enqueue', job_id}
+             'dirty', 0, 'reason', reason, 'delayed', delayed)
+  if delayed == 1 then return {'delayed', job_id, tostring(nb)} end
+  return {'enqueue', job_id, ''}
 end
 if ARGV[3] == 'ok' then
   redis.call('HSET', KEYS[1], 'state', 'idle')
 else
   redis.call('HSET', KEYS[1], 'state', 'failed')
 end
-return {'done', ''}
+return {'done', '', ''}
 """
 
 # KEYS: project hash, lock, seq. ARGV: now, grace, prefix, project id, max losses.
-# Returns {action, job id, why}: action ok | enqueue (new id) | reenqueue (same id) | gave_up.
+# Returns {action, job id, why}: ok | enqueue (new id) | reenqueue (same id) | gave_up |
+# release (a delayed job now due: enqueue it, same id; "why" is its reason) | wait (a delayed
+# job; "why" is when it is due).
 _REPAIR = """
-local h = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'started_at', 'queued_at')
+local h = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'started_at', 'queued_at',
+                     'delayed', 'not_before', 'reason')
 local st, job_id = h[1], h[2]
 if not job_id then return {'ok', '', ''} end
 local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+if st == 'queued' and h[5] == '1' then
+  if now >= (tonumber(h[6]) or 0) then
+    redis.call('HSET', KEYS[1], 'delayed', 0, 'queued_at', ARGV[1])
+    return {'release', job_id, h[7] or 'retrain'}
+  end
+  return {'wait', job_id, h[6]}
+end
 local rq_status = redis.call('HGET', 'rq:job:' .. job_id, 'status')
 local why = nil
 if st == 'running' then
@@ -148,7 +188,7 @@ end
 local n = redis.call('INCR', KEYS[3])
 local new_id = ARGV[3] .. '-' .. ARGV[4] .. '-' .. n
 redis.call('HSET', KEYS[1], 'state', 'queued', 'job_id', new_id, 'queued_at', ARGV[1],
-           'reason', 'requeue: ' .. why, 'last_error', why)
+           'reason', 'requeue: ' .. why, 'last_error', why, 'delayed', 0)
 redis.call('HINCRBY', KEYS[1], 'requeued', 1)
 return {'enqueue', new_id, why}
 """
@@ -207,36 +247,58 @@ def enqueue(queue: "Queue", settings, project_id: int, reason: str, job_id: str)
                   failure_ttl=FAILURE_TTL, description=f"retrain project {int(project_id)}")
 
 
-def repair(conn: "redis.Redis", settings, queue: "Queue | None" = None,
-           scripts: _Scripts | None = None) -> list[tuple[int, str, str]]:
-    """Re-enqueue lost jobs (see the module docstring); returns ``[(project, action, why)]``
-    for every project that needed an action."""
+def sweep(conn: "redis.Redis", settings, queue: "Queue | None" = None,
+          scripts: _Scripts | None = None) -> tuple[list[tuple[int, str, str]], float | None]:
+    """Give due delayed jobs to RQ and re-enqueue lost jobs (see the module docstring).
+
+    Returns ``([(project, action, why)] for every project that needed a repair, the earliest
+    time a still-delayed job is due or None)``."""
     keys = Keys(settings.redis_queue)
     scripts = scripts or _Scripts(conn)
     queue = queue or Queue(settings.redis_queue, connection=conn)
     done = []
+    next_due: float | None = None
     grace = max(2.0, float(settings.lock_ttl))
     for raw in conn.smembers(keys.projects):
         pid = int(_s(raw))
         action, job_id, why = (_s(x) for x in scripts.repair(
             keys=[keys.project(pid), keys.lock(pid), keys.seq],
             args=[time.time(), grace, settings.redis_queue, pid, MAX_LOSSES]))
+        if action == "release":
+            enqueue(queue, settings, pid, why or "retrain", job_id)
+            log.info("event=job_released project=%s job=%s", pid, job_id)
+            continue
+        if action == "wait":
+            due = _f(why)
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+            continue
         if action in ("enqueue", "reenqueue"):
             enqueue(queue, settings, pid, f"requeue: {why}", job_id)
         if action != "ok":
             log.warning("event=job_repaired project=%s action=%s job=%s why=%r", pid, action,
                         job_id, why)
             done.append((pid, action, why))
-    return done
+    return done, next_due
+
+
+def repair(conn: "redis.Redis", settings, queue: "Queue | None" = None,
+           scripts: _Scripts | None = None) -> list[tuple[int, str, str]]:
+    """:func:`sweep`; returns ``[(project, action, why)]`` for every project that needed a
+    repair."""
+    return sweep(conn, settings, queue, scripts)[0]
 
 
 class RQJobRunner(JobRunner):
     """Submit retrains to RQ with the coalescing rule above; report job state, ETA and the
     health of Redis.
 
-    A monitor thread pings Redis every ``interval`` seconds (``/health`` reads the cached
-    result, so it stays fast), submits deferred projects once Redis is back, and runs
-    :func:`repair`.
+    :meth:`submit` never touches Redis: it records the request (one entry per project,
+    reasons merged) for the submitter thread and returns at once, ``queued`` or, while Redis
+    is known to be unreachable, ``deferred``. A monitor thread pings Redis every ``interval``
+    seconds (``/health`` reads the cached result, so it stays fast), lets the submitter retry
+    deferred projects once Redis answers, and runs :func:`sweep` (lost jobs, due delayed
+    jobs; it wakes up when a delayed job it knows of is due).
     """
 
     def __init__(self, settings, interval: float = 1.0, connection: "redis.Redis | None" = None):
@@ -247,14 +309,21 @@ class RQJobRunner(JobRunner):
         self.scripts = _Scripts(self.conn)
         self.interval = interval
         self._lock = threading.Lock()
-        self._deferred: dict[int, str] = {}
+        self._cond = threading.Condition(self._lock)  # submitter: work or Redis is back
+        # project -> [reasons, number of requests]: not handed to Redis yet
+        self._pending: dict[int, list] = {}
+        self._inflight: int | None = None
+        self._deferred: set[int] = set()  # projects whose submission waits for Redis
+        self._next_due: float | None = None
         self._health: dict[str, Any] = {"ok": None, "since": time.time(), "error": None,
                                         "checked_at": None}
         self._stop = threading.Event()
-        self._check()
-        self._thread = threading.Thread(target=self._monitor, name="studio-al-rq-monitor",
-                                        daemon=True)
-        self._thread.start()
+        self._wake = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._submitter, name="studio-al-rq-submitter", daemon=True),
+            threading.Thread(target=self._monitor, name="studio-al-rq-monitor", daemon=True)]
+        for t in self._threads:
+            t.start()
 
     # ------------------------------------------------------------------ health
     def _set_health(self, ok: bool, error: str | None) -> None:
@@ -267,6 +336,10 @@ class RQJobRunner(JobRunner):
                     log.warning("event=redis_up down_s=%.2f", now - self._health["since"])
                 self._health["since"] = now
             self._health.update(ok=ok, error=error, checked_at=now)
+            if not ok:  # whatever waits for the submitter now waits for Redis
+                self._deferred.update(self._pending)
+            if ok:
+                self._cond.notify_all()  # the submitter retries the deferred projects
 
     def _check(self) -> bool:
         try:
@@ -286,58 +359,151 @@ class RQJobRunner(JobRunner):
         return {"redis": "ok" if ok else "down", "degraded": not ok or bool(deferred),
                 "since": h["since"], "error": h["error"], "deferred_projects": deferred}
 
+    def _redis_down(self) -> bool:
+        """(Under the lock.) Redis is known to be unreachable."""
+        return self._health["ok"] is False
+
     def _monitor(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self._check():
-                continue
+        while not self._stop.is_set():
+            if self._check():
+                try:
+                    with self._lock:
+                        self._next_due = None  # the sweep finds them all (or _note_due)
+                    _, due = sweep(self.conn, self.settings, self.queue, self.scripts)
+                    with self._lock:
+                        known = [d for d in (self._next_due, due) if d is not None]
+                        self._next_due = min(known) if known else None
+                except RedisError as exc:
+                    self._set_health(False, f"{type(exc).__name__}: {exc}")
+                except Exception:  # noqa: BLE001 - the monitor must survive anything
+                    log.exception("event=repair_failed")
             with self._lock:
-                deferred, self._deferred = self._deferred, {}
-            for pid, reason in deferred.items():
-                self.submit(pid, reason)
+                wait = self.interval
+                if self._next_due is not None:
+                    wait = min(wait, max(0.01, self._next_due - time.time()))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _note_due(self, due: float | None) -> None:
+        if due is None:
+            return
+        with self._lock:
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
+        self._wake.set()
+
+    # ------------------------------------------------------------------ submitter
+    def _submitter(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop.is_set() and (not self._pending or self._redis_down()):
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+                pid = next(iter(self._pending))
+                reasons, count = self._pending.pop(pid)
+                reason = ",".join(reasons) or "retrain"
+                self._inflight = pid
             try:
-                repair(self.conn, self.settings, self.queue, self.scripts)
+                self._submit_now(pid, reason, count)
             except RedisError as exc:
+                # If the enqueue itself failed after the Lua step, sweep() re-enqueues the
+                # recorded job id once Redis answers.
                 self._set_health(False, f"{type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001 - the monitor must survive anything
-                log.exception("event=repair_failed")
+                with self._cond:
+                    self._inflight = None
+                    self._merge(pid, reasons, count)
+                    self._deferred.add(pid)
+                    self._cond.notify_all()
+                log.warning("event=submit_deferred project=%s reason=%s", pid, reason)
+            except Exception:  # noqa: BLE001 - the submitter must survive anything
+                log.exception("event=submit_failed project=%s", pid)
+                with self._cond:
+                    self._inflight = None
+                    self._merge(pid, reasons, count)
+                    self._cond.notify_all()
+                self._stop.wait(1.0)  # a bug, not Redis: do not spin
+            else:
+                with self._cond:
+                    self._inflight = None
+                    if pid not in self._pending:
+                        self._deferred.discard(pid)
+                    self._cond.notify_all()
+
+    def _submit_now(self, pid: int, reason: str, count: int = 1) -> str:
+        action, job_id, due = (_s(x) for x in self.scripts.submit(
+            keys=[self.keys.project(pid), self.keys.seq, self.keys.projects],
+            args=[time.time(), reason, pid, self.settings.redis_queue, count]))
+        if action == "enqueue":
+            enqueue(self.queue, self.settings, pid, reason, job_id)
+            return QUEUED
+        if action == "delayed":
+            self._note_due(_f(due))
+            log.info("event=job_delayed project=%s job=%s due_in_s=%.2f", pid, job_id,
+                     (_f(due) or time.time()) - time.time())
+            return QUEUED
+        return action
+
+    def _merge(self, pid: int, reasons: list[str], count: int = 1) -> None:
+        """(Under the lock.) Add ``count`` requests for ``reasons`` to the project's pending
+        one (one entry per project: the submitter's work is bounded by the projects)."""
+        old, n = self._pending.get(pid) or ([], 0)
+        self._pending[pid] = [list(dict.fromkeys(old + [r for r in reasons if r]))[-20:],
+                              n + count]
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until every request was handed to Redis; False when some are still
+        pending (Redis down, or ``timeout``). For tests and graceful shutdown."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._inflight is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._redis_down() and self._inflight is None):
+                    return False
+                self._cond.wait(left)
+            return True
 
     # ------------------------------------------------------------------ JobRunner
     def submit(self, project_id: int, reason: str) -> str:
-        """Request a retrain: ``queued`` / ``running`` (absorbed or rerun pending) or
-        ``deferred`` (Redis unreachable: submitted when it answers again)."""
+        """Request a retrain; returns at once, without waiting for Redis: ``queued`` (handed
+        to the submitter thread; absorbed or rerun per the coalescing rule), or ``deferred``
+        (Redis known unreachable: submitted when it answers again)."""
         pid = int(project_id)
-        with self._lock:
-            down = self._health["ok"] is False and self._health["checked_at"] is not None \
-                and time.time() - self._health["checked_at"] < self.interval
-        if not down:
-            try:
-                action, job_id = (_s(x) for x in self.scripts.submit(
-                    keys=[self.keys.project(pid), self.keys.seq, self.keys.projects],
-                    args=[time.time(), reason, pid, self.settings.redis_queue]))
-                if action == "enqueue":
-                    enqueue(self.queue, self.settings, pid, reason, job_id)
-                    return QUEUED
-                return action
-            except RedisError as exc:
-                # If the enqueue itself failed after the Lua step, repair() re-enqueues the
-                # recorded job id once Redis answers.
-                self._set_health(False, f"{type(exc).__name__}: {exc}")
-        with self._lock:
-            self._deferred[pid] = reason
-        log.warning("event=submit_deferred project=%s reason=%s", pid, reason)
-        return "deferred"
+        with self._cond:
+            if self._stop.is_set():
+                raise RuntimeError("job runner is shut down")
+            self._merge(pid, [reason])
+            down = self._redis_down()
+            if down:
+                self._deferred.add(pid)
+            self._cond.notify_all()
+        if down:
+            log.warning("event=submit_deferred project=%s reason=%s", pid, reason)
+            return "deferred"
+        return QUEUED
 
     def status(self, project_id: int) -> dict:
         pid = int(project_id)
         with self._lock:
             deferred = pid in self._deferred
-        base = {"state": "deferred" if deferred else IDLE, "backend": "rq",
-                "queue": self.settings.redis_queue}
+            pending = pid in self._pending or self._inflight == pid
+            answered = self._health["ok"] is True
+            error = self._health["error"]
+        local = "deferred" if deferred else (QUEUED if pending else None)
+        base = {"state": local or IDLE, "backend": "rq", "queue": self.settings.redis_queue,
+                "next_start_at": None}
+        if not answered:  # never wait for a Redis that is down or has not answered yet
+            return {**base, "state": local or "unknown",
+                    "error": f"redis unreachable: {error or 'no answer yet'}"}
         try:
             h = {_s(k): _s(v) for k, v in self.conn.hgetall(self.keys.project(pid)).items()}
             if not h:
                 return base
-            state = "deferred" if deferred else (h.get("state") or IDLE)
+            state = h.get("state") or IDLE
+            if deferred:
+                state = "deferred"
+            elif pending and state not in (QUEUED, RUNNING):
+                state = QUEUED
             out = {**base, "state": state, "job_id": h.get("job_id"),
                    "rerun_pending": int(h.get("dirty") or 0) > 0,
                    "runs": int(h.get("runs") or 0), "absorbed": int(h.get("absorbed") or 0),
@@ -350,18 +516,23 @@ class RQJobRunner(JobRunner):
             out["position"] = None
             avg = _f(h.get("avg_duration"))
             now = time.time()
+            not_before = _f(h.get("not_before"))
+            if state == QUEUED and not_before is not None:
+                out["next_start_at"] = not_before
             eta = None
             if state == QUEUED:
                 pos = self.queue.get_job_position(h.get("job_id"))
                 out["position"] = pos
                 if avg is not None and pos is not None:
                     eta = (pos // max(out["workers"], 1) + 1) * avg
+                if h.get("delayed") == "1" and avg is not None and not_before is not None:
+                    eta = max(0.0, not_before - now) + avg
             elif state == RUNNING and avg is not None:
                 eta = max(0.0, avg - (now - (out["last_started"] or now)))
             out["eta_seconds"] = None if eta is None else round(eta, 2)
             return out
         except RedisError as exc:
-            return {**base, "state": "deferred" if deferred else "unknown",
+            return {**base, "state": local or "unknown",
                     "error": f"redis unreachable: {type(exc).__name__}"}
 
     def workers(self) -> int:
@@ -371,7 +542,7 @@ class RQJobRunner(JobRunner):
     def idle(self) -> bool:
         """True when no project is queued or running (for tests)."""
         with self._lock:
-            if self._deferred:
+            if self._deferred or self._pending or self._inflight is not None:
                 return False
         for raw in self.conn.smembers(self.keys.projects):
             if _s(self.conn.hget(self.keys.project(int(_s(raw))), "state")) in (QUEUED, RUNNING):
@@ -380,7 +551,12 @@ class RQJobRunner(JobRunner):
 
     def shutdown(self, timeout: float | None = 2.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +603,8 @@ def retrain(project_id: int, reason: str = "retrain",
     pid = int(project_id)
     job_id = job.id if job is not None else ""
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    if not scripts.start(keys=[keys.project(pid)], args=[job_id, time.time(), worker]):
+    if not scripts.start(keys=[keys.project(pid)],
+                         args=[job_id, time.time(), worker, settings.min_round_interval]):
         log.info("event=job_superseded project=%s job=%s", pid, job_id)
         return {"status": "superseded", "job_id": job_id}
     t0 = time.time()
@@ -448,12 +625,14 @@ def retrain(project_id: int, reason: str = "retrain",
     finally:
         renewer.stop_event.set()
         status = "ok" if record.get("status") == "ok" else "failed"
+        again = "1" if record.get("again") and not renewer.lost else "0"
         try:
-            action, next_id = (_s(x) for x in scripts.finish(
+            action, next_id, _due = (_s(x) for x in scripts.finish(
                 keys=[keys.project(pid), keys.seq],
                 args=[job_id, time.time(), status, record.get("error") or "",
-                      round(time.time() - t0, 4), settings.redis_queue, pid]))
-            if action == "enqueue":
+                      round(time.time() - t0, 4), settings.redis_queue, pid,
+                      pace_of(record), again]))
+            if action == "enqueue":  # "delayed": sweep() enqueues it when it is due
                 enqueue(Queue(settings.redis_queue, connection=conn), settings, pid, "rerun",
                         next_id)
         finally:
@@ -464,6 +643,34 @@ def retrain(project_id: int, reason: str = "retrain",
                     pass
     return {"status": record.get("status"), "version": record.get("version"),
             "error": record.get("error"), "job_id": job_id}
+
+
+#: Seconds between two sweeps of a ``studio-al worker`` (delayed jobs start this late at most).
+WORKER_SWEEP_S = 0.5
+
+
+def _start_sweeper(settings) -> threading.Thread:
+    """A thread of the worker process (its own Redis connection: the forked work horses never
+    share it) that gives due delayed jobs to RQ and repairs lost ones, so pacing works without
+    any web process."""
+    def loop() -> None:
+        conn = connect(settings.redis_url, timeout=5)
+        queue, scripts = Queue(settings.redis_queue, connection=conn), _Scripts(conn)
+        while True:
+            wait = WORKER_SWEEP_S
+            try:
+                _, due = sweep(conn, settings, queue, scripts)
+                if due is not None:
+                    wait = min(wait, max(0.01, due - time.time()))
+            except RedisError:
+                wait = 2.0
+            except Exception:  # noqa: BLE001 - the sweeper must survive anything
+                log.exception("event=sweep_failed")
+                wait = 2.0
+            time.sleep(wait)
+    t = threading.Thread(target=loop, name="studio-al-rq-sweeper", daemon=True)
+    t.start()
+    return t
 
 
 def run_worker(settings, name: str | None = None, burst: bool = False) -> int:
@@ -490,6 +697,7 @@ def run_worker(settings, name: str | None = None, burst: bool = False) -> int:
         repair(conn, settings)
     except RedisError:
         pass
+    _start_sweeper(settings)
     # RQ's worker exits with a ConnectionError when Redis goes away; keep serving: wait for
     # Redis with capped backoff and start a fresh worker (a new name, since the old
     # registration may linger until its TTL).

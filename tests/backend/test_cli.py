@@ -27,7 +27,11 @@ def test_serve_dry_run_prints_gunicorn_with_one_worker(tmp_path):
     argv = r.stdout.split()
     assert argv[1:3] == ["-m", "gunicorn"] and argv[-1] == "backend.wsgi:app"
     assert argv[argv.index("--workers") + 1] == "1"
-    assert argv[argv.index("--worker-class") + 1] == "gthread"
+    # gthread made safe against slow clients (backend.gunicorn_worker)
+    assert argv[argv.index("--worker-class") + 1] == "backend.gunicorn_worker.SlowClientSafeWorker"
+    from gunicorn.util import load_class
+    from gunicorn.workers.gthread import ThreadWorker
+    assert issubclass(load_class(argv[argv.index("--worker-class") + 1]), ThreadWorker)
     assert argv[argv.index("--threads") + 1] == "3"
     assert argv[argv.index("--bind") + 1] == "0.0.0.0:9999"
 

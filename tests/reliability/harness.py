@@ -316,3 +316,163 @@ def wait_workers(redis_url: str, prefix: str, n: int = 1, timeout: float = 60) -
     conn = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
     wait_for(lambda: conn.scard(f"rq:workers:{prefix}") >= n, timeout,
              f"{n} RQ worker(s) on queue {prefix}", interval=0.1)
+
+
+class HangingTCP:
+    """A TCP server on a free port (threads of the test process) that accepts connections and
+    never answers (``mode = "hang"``: a Redis or Label Studio that hangs), or forwards them to
+    ``upstream`` (``mode = "forward"``). Switching to ``forward`` closes the hung
+    connections, as a server that comes back would."""
+
+    def __init__(self, upstream: tuple[str, int] | None = None):
+        import threading
+        self.upstream = upstream
+        self.mode = "hang"
+        self._lock = threading.Lock()
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.accepted = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        import threading
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with self._lock:
+                self.accepted += 1
+                if self.mode == "hang":
+                    self._held.append(conn)
+                    continue
+            threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
+
+    def _forward(self, conn: socket.socket) -> None:
+        import threading
+        try:
+            up = socket.create_connection(self.upstream, timeout=5)
+        except OSError:
+            conn.close()
+            return
+        up.settimeout(None)
+        conn.settimeout(None)
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        t = threading.Thread(target=pump, args=(up, conn), daemon=True)
+        t.start()
+        pump(conn, up)
+        t.join(5)
+        conn.close()
+        up.close()
+
+    def forward(self) -> None:
+        """From now on forward new connections to ``upstream``; drop the hung ones."""
+        with self._lock:
+            self.mode = "forward"
+            held, self._held = self._held, []
+        for c in held:
+            with contextlib.suppress(OSError):
+                c.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        with self._lock:
+            held, self._held = self._held, []
+        for c in held:
+            with contextlib.suppress(OSError):
+                c.close()
+        self.sock.close()
+
+
+class TrickleProxy:
+    """An HTTP proxy (threads of the test process) in front of ``upstream`` (the fake Label
+    Studio). Requests whose path matches ``pattern`` (a regex; None: none) get an answer that
+    trickles out one byte per second and never ends - a Label Studio no per-read client
+    timeout ever gives up on. ``trickling`` counts those being served now."""
+
+    def __init__(self, upstream: str):
+        import re
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.upstream = upstream.rstrip("/")
+        self.pattern: str | None = None
+        self.trickling = self.trickled = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                pattern = proxy.pattern
+                if pattern is not None and re.search(pattern, self.path):
+                    return proxy._trickle(self)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                r = requests.request(self.command, proxy.upstream + self.path, data=body,
+                                     headers=headers, timeout=60, allow_redirects=False)
+                data = r.content
+                self.send_response(r.status_code)
+                if r.headers.get("Content-Type"):
+                    self.send_header("Content-Type", r.headers["Content-Type"])
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _trickle(self, handler) -> None:
+        with self._lock:
+            self.trickling += 1
+            self.trickled += 1
+        handler.close_connection = True
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000000\r\n\r\n[" + b" " * 999999)
+        try:
+            for i in range(len(answer)):
+                handler.wfile.write(answer[i:i + 1])
+                if self._stop.wait(1.0):
+                    break
+        except OSError:
+            pass  # the client went away
+        finally:
+            with self._lock:
+                self.trickling -= 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
