@@ -159,6 +159,23 @@ class FakeLabelStudio:
         return {p["task"]: p for p in self.predictions if p["model_version"] == v}
 
 
+class RecordingRunner:
+    """A job runner (``backend.jobs.JobRunner`` interface) that only records submissions."""
+
+    def __init__(self):
+        self.submits: list[tuple[int, str]] = []
+
+    def submit(self, project_id, reason):
+        self.submits.append((project_id, reason))
+        return "queued"
+
+    def status(self, project_id):
+        return {"state": "idle"}
+
+    def shutdown(self, timeout=None):
+        pass
+
+
 @pytest.fixture
 def settings(tmp_path):
     return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING"},

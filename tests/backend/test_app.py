@@ -9,22 +9,7 @@ from backend import training
 from backend.app import create_app
 from backend.jobs import JobRunner
 from backend.settings import Settings
-from tests.backend.conftest import SINGLE_CONFIG, FakeLabelStudio, make_tasks
-
-
-class RecordingRunner(JobRunner):
-    def __init__(self):
-        self.submits = []
-
-    def submit(self, project_id, reason):
-        self.submits.append((project_id, reason))
-        return "queued"
-
-    def status(self, project_id):
-        return {"state": "idle"}
-
-    def shutdown(self, timeout=None):
-        pass
+from tests.backend.conftest import RecordingRunner, SINGLE_CONFIG, FakeLabelStudio, make_tasks
 
 
 SETUP = {"project": "1.1700000000", "schema": SINGLE_CONFIG, "hostname": "http://ls:8080",

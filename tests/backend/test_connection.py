@@ -9,29 +9,13 @@ import pytest
 from backend import training
 from backend.app import create_app
 from backend.instance import CHALLENGE_KEY, Connection
-from backend.jobs import JobRunner
 from backend.settings import Settings
 from backend.store import Store
 from backend.webhooks import SIGNATURE_HEADER, signature
-from tests.backend.conftest import MULTI_CONFIG, SINGLE_CONFIG, FakeLabelStudio, make_tasks
+from tests.backend.conftest import RecordingRunner, MULTI_CONFIG, SINGLE_CONFIG, FakeLabelStudio, make_tasks
 
 SETUP = {"project": "1.1700000000", "schema": SINGLE_CONFIG, "hostname": "http://ls:8080",
          "access_token": "tok"}
-
-
-class RecordingRunner(JobRunner):
-    def __init__(self):
-        self.submits = []
-
-    def submit(self, project_id, reason):
-        self.submits.append((project_id, reason))
-        return "queued"
-
-    def status(self, project_id):
-        return {"state": "idle"}
-
-    def shutdown(self, timeout=None):
-        pass
 
 
 def post(c, path, body, **kw):

@@ -11,29 +11,15 @@ import requests
 
 from backend.app import create_app
 from backend.settings import Settings
+from tests.backend.conftest import RecordingRunner
 from tests.reliability.harness import (Backend, PrivateRedis, base_env, texts, wait_for,
                                        wait_workers, worker)
-
-
-class NullRunner:
-    def __init__(self):
-        self.submitted = []
-
-    def submit(self, project_id, reason):
-        self.submitted.append((project_id, reason))
-        return "queued"
-
-    def status(self, project_id):
-        return {"state": "idle"}
-
-    def shutdown(self, timeout=None):
-        pass
 
 
 def _app(tmp_path, **env):
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
                                   **env}, validate_components=False)
-    return create_app(settings, runner=NullRunner())
+    return create_app(settings, runner=RecordingRunner())
 
 
 def _auth(user, password):
