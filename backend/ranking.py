@@ -147,7 +147,5 @@ class Ranking:
                            [str(x) for x in z["label_names"]], multi,
                            label_codes=None if multi else z["label_codes"],
                            label_bits=z["label_bits"] if multi else None)
-        except (OSError, KeyError, EOFError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, KeyError, ValueError, EOFError...
             raise ValueError(f"damaged ranking file: {type(exc).__name__}: {exc}") from None
-        except ValueError as exc:
-            raise ValueError(f"damaged ranking file: {exc}") from None

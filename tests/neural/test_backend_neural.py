@@ -49,7 +49,9 @@ app = create_app(s, client_factory=lambda url, key: None)
 c = app.test_client()
 assert c.post("/setup", json={{"project": "1.1", "schema": cfg}}).status_code == 200
 store = Store({str(tmp_path)!r})
-store.write_version(1, "studio-al-0001-x", {{"clf": object(), "labels": ["a", "b"], "multi_label": False}}, {{}})
+from backend.ranking import Ranking
+empty = Ranking.build([], [], None, None, ["a", "b"], False)
+store.write_version(1, "studio-al-0001-x", {{"clf": object(), "labels": ["a", "b"], "multi_label": False}}, empty)
 store.set_current(1, "studio-al-0001-x")
 r = c.post("/predict", json={{"project": "1.1", "tasks": [{{"id": 7, "data": {{"text": "new task"}}}}]}})
 assert r.status_code == 200, r.get_json()

@@ -186,6 +186,7 @@ def connected(tmp_path, fake_ls):
                    LABEL_STUDIO_API_KEY=fake_ls.token)
     backend = Backend(env, tmp_path / "web.log")
     backend.connect(fake_ls, 7)
+    backend.env = env
     yield backend, rows
     backend.proc.stop()
 
@@ -317,3 +318,29 @@ def test_deleted_project_is_forgotten(tmp_path, fake_ls, connected):
              "the project to be forgotten")
     assert not (store / "7").exists()
     assert "7" not in backend.get("/status").json()["projects"]
+
+
+def test_damaged_current_version_falls_back_to_the_previous_one(tmp_path, fake_ls, connected):
+    """Finding 13 (versions): a truncated ranking or model of the serving version gives no
+    500: /predict answers from the previous complete version, the damaged one is quarantined."""
+    backend, rows = connected
+    store = tmp_path / "store"
+    _train(backend, fake_ls, rows, [1, 2, 3, 4], store)
+    wait_for(lambda: _labeled(store, 4) and backend.job(7)["state"] == "idle", 60, "round 1")
+    _train(backend, fake_ls, rows, [5], store)
+    wait_for(lambda: _labeled(store, 5) and backend.job(7)["state"] == "idle", 60, "round 2")
+    audit = _audit(store, 7)
+    current, previous = audit[-1]["version"], audit[-1]["previous"]
+    backend.proc.stop()  # e.g. the machine crashed while the disk was failing
+    for name in ("ranking.npz", "model.pkl"):
+        path = store / "7" / "versions" / current / name
+        path.write_bytes(path.read_bytes()[:100])
+    backend = Backend(backend.env, tmp_path / "web2.log")
+    tasks = [{"id": t, "data": {"text": rows[t - 1][0]}} for t in (10, 11, 12)]
+    r = backend.post("/predict", {"project": 7, "tasks": tasks})
+    assert r.status_code == 200, r.text
+    assert {x["model_version"] for x in r.json()["results"]} == {previous}
+    assert backend.get("/status", project=7).json()["model_version"] == previous
+    assert not (store / "7" / "versions" / current).exists()  # quarantined beside it
+    assert any(p.name.startswith(".corrupt-") for p in (store / "7" / "versions").iterdir())
+    backend.proc.stop()
