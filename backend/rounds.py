@@ -213,7 +213,8 @@ class Round:
                           Hints.from_events(events))
         if not mirror.annotated_complete:
             report.update(mirror.list_annotated(self.client, self.pid, cfg, 0.0, max_pages=1))
-        report.update(mirror.list_new(self.client, self.pid, cfg, 0.0, max_pages=1))
+        if mirror.lists_before_training:
+            report.update(mirror.list_new(self.client, self.pid, cfg, 0.0, max_pages=1))
         mirror.note_events(events, rec.events_upto, time.time(), RATE_WINDOW_S)
         mirror.save()
         rec.sync = report
@@ -302,7 +303,8 @@ class Round:
             head_size(settings, rate, annotators, (last.get("timings") or {}).get("total", 0.0)),
             len(ranking))
         rec.k = k
-        self.pusher = pusher = Pusher(self.client, self.pid, self.cfg, rec.version)
+        self.pusher = pusher = Pusher(self.client, self.pid, self.cfg, rec.version,
+                                      self._last_annotation_at)
         first = min(settings.push_first, k)
         pusher.create(ranking.head(first))
         pusher.switch()
@@ -315,6 +317,16 @@ class Round:
             pusher.create(ranking.entries(first, k))
             rec.push_complete = True
         rec.pushed = pusher.created
+        rec.timings["yield_to_annotators"] = round(pusher.waited, 4)
+
+    def _last_annotation_at(self) -> float | None:
+        """When the newest annotation webhook of the project arrived (cheap: the event log is
+        compacted to what no round has consumed yet)."""
+        upto = self.store.last_event_seq(self.pid)
+        times = [e.get("received_at") for e in self.store.events_since(self.pid, upto - 20, 20)
+                 if str(e.get("action", "")).startswith("ANNOTATION")]
+        times = [t for t in times if isinstance(t, (int, float))]
+        return max(times) if times else None
 
     def _no_newer_round(self) -> bool:
         """True unless a webhook that asks for a round arrived after this round started."""
@@ -340,9 +352,10 @@ class Round:
         idle = self._no_newer_round()
         if not mirror.annotated_complete and idle:
             rec.sync.update(mirror.list_annotated(self.client, self.pid, cfg, CATCH_UP_BUDGET_S))
-        if not mirror.complete and idle:
+        if not mirror.complete:  # the first listing: one page while annotators are busy
             rec.sync.update({f"after_{k}": v for k, v in mirror.list_new(
-                self.client, self.pid, cfg, CATCH_UP_BUDGET_S).items()})
+                self.client, self.pid, cfg, CATCH_UP_BUDGET_S if idle else 0.0,
+                max_pages=None if idle else 1).items()})
         elif mirror.complete and mirror.annotated_complete and \
                 time.time() - mirror.reconciled_at >= RECONCILE_EVERY_S:
             rec.sync.update(mirror.reconcile(self.client, self.pid, cfg))

@@ -46,10 +46,10 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "LABEL_STUDIO_RETRIES": "3",
     "MAX_REQUEST_MB": "16",
     "AL_PUSH_FIRST": "4",
-    "AL_PUSH_HEAD": "10",
+    "AL_PUSH_HEAD": "6",
     "AL_PUSH_MAX": "200",
     "AL_PUSH_ALL": "false",
-    "AL_MIN_ROUND_INTERVAL": "2",
+    "AL_MIN_ROUND_INTERVAL": "5",
     "AL_ROUND_WORKERS": "2",
 }
 
@@ -88,10 +88,10 @@ class Settings:
     label_studio_retries: int = 3
     max_request_mb: int = 16
     push_first: int = 4
-    push_head: int = 10
+    push_head: int = 6
     push_max: int = 200
     push_all: bool = False
-    min_round_interval: float = 2.0
+    min_round_interval: float = 5.0
     round_workers: int = 2
 
     @property

@@ -76,7 +76,7 @@ class FakeLabelStudio:
         self.predictions.append(copy.deepcopy(prediction))
         return len(self.predictions)
 
-    def update_project(self, project_id, **fields):
+    def update_project(self, project_id, answer_fields=None, **fields):
         self._call("update_project")
         self.project.update(fields)
         return dict(self.project)
@@ -176,10 +176,21 @@ class RecordingRunner:
         pass
 
 
+@pytest.fixture(autouse=True)
+def _no_write_gap(monkeypatch):
+    """The pause between two writes to Label Studio (backend.push.WRITE_GAP_S) protects a real
+    SQLite Label Studio; the in-memory fakes need none."""
+    from backend import push
+    monkeypatch.setattr(push, "WRITE_GAP_S", 0.0)
+    monkeypatch.setattr(push, "QUIET_AFTER_ANNOTATION_S", 0.0)
+
+
 @pytest.fixture
 def settings(tmp_path):
-    return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING"},
-                             validate_components=False)
+    # AL_PUSH_HEAD=20: the small pools of these tests are pushed whole, so that every ranked
+    # task can be checked in the fake Label Studio (head sizing: test_push.py)
+    return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                              "AL_PUSH_HEAD": "20"}, validate_components=False)
 
 
 def make_tasks(texts, field="text", start=1):

@@ -104,7 +104,10 @@ def test_4xx_raises_at_once_without_retry(fake):
     assert ei.value.status == 400
     assert "bad" in ei.value.body
     assert fake.count("PATCH", "/api/projects/3") == 1
-    assert fake.calls[0]["body"] == {"sampling": "nope"}
+    assert fake.calls[0]["body"] == {"sampling": "nope"} and fake.calls[0]["query"] == {}
+    fake.on("PATCH", "/api/projects/4", (200, {"id": 4}))
+    assert client(fake).update_project(4, answer_fields="id", model_version="v") == {"id": 4}
+    assert fake.calls[-1]["query"] == {"include": "id"} and fake.calls[-1]["body"] == {"model_version": "v"}
 
 
 def test_5xx_is_retried_then_succeeds(fake):

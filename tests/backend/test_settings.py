@@ -11,9 +11,9 @@ def test_defaults(tmp_path):
     assert (s.batch_size, s.min_annotations, s.seed, s.log_level) == (10, 1, 0, "INFO")
     assert s.model_dir == "./model_store" and s.redis_url is None and not s.basic_auth
     assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 4
-    assert (s.push_head, s.push_max, s.push_all) == (10, 200, False)
+    assert (s.push_head, s.push_max, s.push_all) == (6, 200, False)
     assert (s.min_round_interval, s.round_workers, s.job_timeout, s.max_request_mb) == \
-        (2.0, 2, 600, 16)
+        (5.0, 2, 600, 16)
 
 
 def test_every_variable_is_read():
@@ -57,7 +57,7 @@ def test_empty_string_means_default():
     ("AL_BATCH_SIZE", "0", "integer >= 1"),
     ("AL_PUSH_FIRST", "0", "integer >= 1"),
     ("AL_PUSH_HEAD", "0", "integer >= 1"),
-    ("AL_PUSH_MAX", "5", "AL_PUSH_HEAD (10)"),
+    ("AL_PUSH_MAX", "5", "AL_PUSH_HEAD (6)"),
     ("AL_PUSH_ALL", "all", "true, false"),
     ("AL_MIN_ROUND_INTERVAL", "-1", "0 to 3600"),
     ("AL_MIN_ROUND_INTERVAL", "soon", "0 to 3600"),

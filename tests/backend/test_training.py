@@ -90,7 +90,8 @@ def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
     assert rec["stopping"]["criterion"] == "kappa_average" and rec["stopping"]["stop"] is False
     assert [q["task"] for q in rec["queried"]] == expected[:settings.batch_size]
     assert set(rec["timings"]) == {"connect", "sync", "train_and_rank", "write_version", "push",
-                                   "clean_up", "catch_up", "evaluate", "total"}
+                                   "clean_up", "catch_up", "evaluate", "total",
+                                   "yield_to_annotators"}
 
 
 def test_latest_annotation_wins_and_unknown_labels_ignored(env):
@@ -293,8 +294,8 @@ def test_every_stopping_criterion_gives_a_verdict(tmp_path, criterion):
 
 
 def _settings(tmp_path, **env):
-    return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING", **env},
-                             validate_components=False)
+    return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                              "AL_PUSH_HEAD": "20", **env}, validate_components=False)
 
 
 def test_head_of_ranking_is_pushed_before_the_queue_switch_then_the_rest_of_the_head(tmp_path):

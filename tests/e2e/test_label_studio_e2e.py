@@ -41,9 +41,9 @@ def check_round(project: Project, backend, record: dict, previous: str | None, s
     assert record["n_unlabeled"] == len(project.unlabeled)
     ranking = Store(str(model_dir)).load_ranking(pid, version)
     assert sorted(e.task for e in ranking.head(len(ranking))) == sorted(project.unlabeled)
-    # K: at least AL_PUSH_HEAD (10), more when annotations come faster; never more than exist
+    # K: at least AL_PUSH_HEAD (6), more when annotations come faster; never more than exist
     assert record["k"] == record["pushed"] == min(record["k"], len(project.unlabeled))
-    assert record["k"] >= min(10, len(project.unlabeled))
+    assert record["k"] >= min(6, len(project.unlabeled))
     versions = ls.req("GET", f"/api/projects/{pid}/model-versions")
     assert versions.get(version) == record["k"], versions
     if previous is not None:
@@ -129,7 +129,7 @@ def test_multi_label_project(ls, backends):
     record = wait_for_round(backend.url, backend.extra["model_dir"], project.pid, set(project.annotations.values()))
     assert record["strategy_used"] != "breaking_ties", json.dumps(record)[:500]
     versions = ls.req("GET", f"/api/projects/{project.pid}/model-versions")
-    assert versions.get(record["version"]) == record["k"] >= min(10, len(project.unlabeled))
+    assert versions.get(record["version"]) == record["k"] >= min(6, len(project.unlabeled))
     top = record["queried"][0]["task"]
     assert ls.req("GET", f"/api/projects/{project.pid}/next")["id"] == top
     preds = ls.req("GET", "/api/predictions", params={"project": project.pid})

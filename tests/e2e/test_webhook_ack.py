@@ -113,4 +113,4 @@ def test_500_webhooks_from_4_clients_are_acked_fast_and_all_used(ls, backends):
     assert record["n_labeled"] == N_WEBHOOKS and record["n_unlabeled"] == 100
     versions = ls.req("GET", f"/api/projects/{pid}/model-versions")
     # the head only: K grows with the measured annotation rate (here a burst), <= AL_PUSH_MAX
-    assert versions.get(record["version"]) == record["k"] and 10 <= record["k"] <= 200
+    assert versions.get(record["version"]) == record["k"] and 6 <= record["k"] <= 200
