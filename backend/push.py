@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Iterable
 
 from backend.labelconfig import LabelConfig
@@ -37,18 +36,6 @@ VERSION_PREFIX = "studio-al-"
 TAIL_CHUNK = 10_000
 #: Seconds of recent annotations used to measure the annotation rate.
 RATE_WINDOW_S = 300.0
-#: Pause between two consecutive writes. On SQLite a writer that waits for the lock retries
-#: after growing sleeps (SQLite's busy handler), so a back-to-back stream of our writes starved
-#: annotators' /next (it sets a task lock: a write) for the whole push: 8 of 244 /next calls
-#: took 1.2-2.8 s during pushes in a 10k-task session. A short gap lets them in.
-WRITE_GAP_S = 0.05
-#: Annotators ask Label Studio for their next task right after they submit one; on SQLite that
-#: ``/next`` writes too (its label-stream history, in a transaction that fails at once with
-#: "database is locked" if another write is under way; Label Studio then sleeps 1 s and
-#: retries the whole request). Our writes start only once this long has passed since the last
-#: annotation webhook (at most QUIET_MAX_WAIT_S of waiting per burst).
-QUIET_AFTER_ANNOTATION_S = 0.8
-QUIET_MAX_WAIT_S = 1.5
 
 
 def annotation_rate(recent: Iterable[list], now: float, window: float = RATE_WINDOW_S
@@ -86,41 +73,20 @@ def prediction(entry, version: str, cfg: LabelConfig) -> dict:
 
 
 class Pusher:
-    """The Label Studio writes of one round (``created`` counts the predictions).
+    """The Label Studio writes of one round (``created`` counts the predictions)."""
 
-    ``last_annotation_at() -> float | None`` tells when the newest annotation webhook
-    arrived: every burst of writes first waits until :data:`QUIET_AFTER_ANNOTATION_S` after
-    it (``waited`` sums those waits)."""
-
-    def __init__(self, client, project_id: int, cfg: LabelConfig, version: str,
-                 last_annotation_at=lambda: None):
+    def __init__(self, client, project_id: int, cfg: LabelConfig, version: str):
         self.client, self.project_id, self.cfg, self.version = client, project_id, cfg, version
-        self.last_annotation_at = last_annotation_at
         self.created = 0
-        self.waited = 0.0
-
-    def yield_to_annotators(self) -> None:
-        """Sleep until the annotator who just submitted has had their ``/next`` (bounded)."""
-        t = self.last_annotation_at()
-        if t is None:
-            return
-        wait = min(t + QUIET_AFTER_ANNOTATION_S - time.time(), QUIET_MAX_WAIT_S)
-        if wait > 0:
-            time.sleep(wait)
-            self.waited += wait
 
     def create(self, entries) -> None:
-        """One ``POST /api/predictions`` per entry, :data:`WRITE_GAP_S` apart."""
-        self.yield_to_annotators()
+        """One ``POST /api/predictions`` per entry."""
         for entry in entries:
-            if self.created:
-                time.sleep(WRITE_GAP_S)
             self.client.create_prediction(prediction(entry, self.version, self.cfg))
             self.created += 1
 
     def switch(self) -> None:
         """Make the new version the project's ranking (uncertainty sampling on it)."""
-        self.yield_to_annotators()
         self.client.update_project(self.project_id, model_version=self.version,
                                    sampling=SAMPLING, answer_fields="id")
 
@@ -149,7 +115,6 @@ class Pusher:
             warning = f"model_versions failed: {type(exc).__name__}: {exc}"
         deleted = []
         for v in old:
-            self.yield_to_annotators()
             try:
                 self.client.delete_model_version(self.project_id, v)
                 deleted.append(v)

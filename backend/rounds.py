@@ -303,8 +303,7 @@ class Round:
             head_size(settings, rate, annotators, (last.get("timings") or {}).get("total", 0.0)),
             len(ranking))
         rec.k = k
-        self.pusher = pusher = Pusher(self.client, self.pid, self.cfg, rec.version,
-                                      self._last_annotation_at)
+        self.pusher = pusher = Pusher(self.client, self.pid, self.cfg, rec.version)
         first = min(settings.push_first, k)
         pusher.create(ranking.head(first))
         pusher.switch()
@@ -317,16 +316,6 @@ class Round:
             pusher.create(ranking.entries(first, k))
             rec.push_complete = True
         rec.pushed = pusher.created
-        rec.timings["yield_to_annotators"] = round(pusher.waited, 4)
-
-    def _last_annotation_at(self) -> float | None:
-        """When the newest annotation webhook of the project arrived (cheap: the event log is
-        compacted to what no round has consumed yet)."""
-        upto = self.store.last_event_seq(self.pid)
-        times = [e.get("received_at") for e in self.store.events_since(self.pid, upto - 20, 20)
-                 if str(e.get("action", "")).startswith("ANNOTATION")]
-        times = [t for t in times if isinstance(t, (int, float))]
-        return max(times) if times else None
 
     def _no_newer_round(self) -> bool:
         """True unless a webhook that asks for a round arrived after this round started."""

@@ -176,15 +176,6 @@ class RecordingRunner:
         pass
 
 
-@pytest.fixture(autouse=True)
-def _no_write_gap(monkeypatch):
-    """The pause between two writes to Label Studio (backend.push.WRITE_GAP_S) protects a real
-    SQLite Label Studio; the in-memory fakes need none."""
-    from backend import push
-    monkeypatch.setattr(push, "WRITE_GAP_S", 0.0)
-    monkeypatch.setattr(push, "QUIET_AFTER_ANNOTATION_S", 0.0)
-
-
 @pytest.fixture
 def settings(tmp_path):
     # AL_PUSH_HEAD=20: the small pools of these tests are pushed whole, so that every ranked

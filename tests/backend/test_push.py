@@ -29,27 +29,3 @@ def test_head_size(rate, annotators, round_s, expected):
     assert head_size(_s(), rate, annotators, round_s) == expected
     assert head_size(_s(AL_PUSH_HEAD="30"), rate, annotators, round_s) == max(expected, 30)
 
-
-def test_writes_wait_until_the_annotator_had_their_next_task(monkeypatch):
-    """Each burst of writes starts QUIET_AFTER_ANNOTATION_S after the newest annotation
-    webhook (bounded by QUIET_MAX_WAIT_S); without recent annotations it does not wait."""
-    from backend import push
-    from backend.labelconfig import parse_label_config
-    from tests.backend.conftest import SINGLE_CONFIG, FakeLabelStudio
-    monkeypatch.setattr(push, "QUIET_AFTER_ANNOTATION_S", 0.8)
-    slept = []
-    monkeypatch.setattr(push.time, "sleep", slept.append)
-    now = 1000.0
-    monkeypatch.setattr(push.time, "time", lambda: now)
-    cfg = parse_label_config(SINGLE_CONFIG)
-    ls = FakeLabelStudio()
-    annotated = [999.7]
-    p = push.Pusher(ls, 1, cfg, "v", last_annotation_at=lambda: annotated[0])
-    p.switch()
-    assert slept == [pytest.approx(0.5)]            # 999.7 + 0.8 - 1000
-    annotated[0] = 1000.0 + 10                      # clock skew: never more than the cap
-    p.switch()
-    assert slept[-1] == pytest.approx(push.QUIET_MAX_WAIT_S)
-    annotated[0] = 990.0                            # long ago: no wait
-    p.switch()
-    assert len(slept) == 2 and p.waited == pytest.approx(0.5 + push.QUIET_MAX_WAIT_S)

@@ -90,8 +90,7 @@ def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
     assert rec["stopping"]["criterion"] == "kappa_average" and rec["stopping"]["stop"] is False
     assert [q["task"] for q in rec["queried"]] == expected[:settings.batch_size]
     assert set(rec["timings"]) == {"connect", "sync", "train_and_rank", "write_version", "push",
-                                   "clean_up", "catch_up", "evaluate", "total",
-                                   "yield_to_annotators"}
+                                   "clean_up", "catch_up", "evaluate", "total"}
 
 
 def test_latest_annotation_wins_and_unknown_labels_ignored(env):
