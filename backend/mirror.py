@@ -439,6 +439,13 @@ class TaskMirror:
         self.events_upto = max(self.events_upto, int(upto))
         self._dirty = True
 
+    @property
+    def lists_before_training(self) -> bool:
+        """A round lists one page before it trains only to see new tasks (the mirror is
+        complete) or to have a first page to rank; the first listing of a large project goes
+        on after the push, so that annotators never wait for it."""
+        return self.complete or len(self.texts) < LIST_PAGE
+
     # ------------------------------------------------------------------ reading
     def snapshot(self) -> tuple[np.ndarray, list[str], list[Any], list[int]]:
         """``(ids, texts, labels, annotation_ids)``: every task with a text, ordered by id;
