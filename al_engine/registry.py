@@ -20,6 +20,7 @@ QUERY_STRATEGIES: dict[str, str] = {
     "least_confidence": "al_engine.query.uncertainty:LeastConfidence",
     "prediction_entropy": "al_engine.query.uncertainty:PredictionEntropy",
     "breaking_ties": "al_engine.query.uncertainty:BreakingTies",
+    "diverse_mini_batch": "al_engine.query.diverse:DiverseMiniBatch",
     "subsampling": "al_engine.query.subsampling:SubsamplingQueryStrategy",
     "discriminative_active_learning": "al_engine.query.dal:DiscriminativeActiveLearning",
     "category_vector_inconsistency_and_ranking": "al_engine.query.multilabel:CategoryVectorInconsistencyAndRanking",
