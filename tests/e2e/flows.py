@@ -60,9 +60,13 @@ class Project:
         self.annotations[task_id] = ann["id"]
         return ann["id"]
 
-    def connect(self, backend_url: str, title: str = "studio-al") -> dict:
-        ml = self.ls.req("POST", "/api/ml", json={"url": backend_url, "project": self.pid, "title": title},
-                         expect=201)
+    def connect(self, backend_url: str, title: str = "studio-al",
+                basic_auth: tuple[str, str] | None = None) -> dict:
+        body = {"url": backend_url, "project": self.pid, "title": title}
+        if basic_auth:
+            body.update(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0],
+                        basic_auth_pass=basic_auth[1])
+        ml = self.ls.req("POST", "/api/ml", json=body, expect=201)
         assert ml["state"] == "CO", f"ML backend not connected: {ml}"
         return ml
 
@@ -80,7 +84,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def wait_for_round(backend_url: str, model_dir: Path, pid: int, annotation_ids: set[int],
-                   timeout: float = 180.0) -> dict:
+                   timeout: float = 180.0, auth: tuple[str, str] | None = None) -> dict:
     """Poll (bounded) until the backend is idle for ``pid``, its serving version's audit record is
     ok and used every id in ``annotation_ids``; return that audit record."""
     audit_path = Path(model_dir) / str(pid) / "audit.jsonl"
@@ -88,7 +92,7 @@ def wait_for_round(backend_url: str, model_dir: Path, pid: int, annotation_ids: 
     delay = 0.1
     last = None
     while time.monotonic() - t0 < timeout:
-        status = requests.get(f"{backend_url}/status", params={"project": pid}, timeout=10)
+        status = requests.get(f"{backend_url}/status", params={"project": pid}, timeout=10, auth=auth)
         if status.status_code == 200:
             st = status.json()
             records = read_jsonl(audit_path)
