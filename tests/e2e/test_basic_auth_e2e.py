@@ -54,3 +54,29 @@ def test_annotation_webhooks_train_with_basic_auth(ls, backends):
     status = requests.get(f"{backend.url}/status", params={"project": project.pid}, auth=AUTH,
                           timeout=10).json()
     assert status["model_version"] == record["version"]
+
+
+def test_forged_events_never_write_into_a_project_that_did_not_connect(ls, backends):
+    """Finding 2 of issue 13 on a real Label Studio: a forged Start Training (or annotation
+    event) for a project that never connected this backend, with a label config in the body,
+    writes nothing there, even though the backend holds Label Studio's admin token."""
+    backend = backends("breaking_ties")
+    labels = ["ham", "spam"]
+    victim = Project.create(ls, "e2e never connected", "sms_spam.train", labels, per_label=10)
+    mine = Project.create(ls, "e2e connected", "sms_spam.train", labels, per_label=10)
+    mine.connect(backend.url)
+    config = ls.req("GET", f"/api/projects/{victim.pid}")["label_config"]
+    for body in ({"action": "START_TRAINING", "project": {"id": victim.pid, "label_config": config}},
+                 {"action": "ANNOTATION_CREATED", "project": {"id": victim.pid, "label_config": config},
+                  "annotation": {"id": 1}, "task": {"id": victim.task_ids[0]}}):
+        r = requests.post(f"{backend.url}/webhook", json=body, timeout=10)
+        assert r.status_code in (200, 401, 403), r.text
+    # a legitimate round of the connected project, started after the forged events, completes
+    for name in labels:
+        mine.annotate(next(t for t in mine.unlabeled if mine.truth[t] == [name]))
+    wait_for_round(backend.url, backend.extra["model_dir"], mine.pid, set(mine.annotations.values()))
+    # ... and the victim project was never touched
+    proj = ls.req("GET", f"/api/projects/{victim.pid}")
+    assert proj["model_version"] in ("", None) and proj["sampling"] != "Uncertainty sampling", proj
+    assert ls.req("GET", "/api/predictions", params={"project": victim.pid}) == []
+    assert not (backend.extra["model_dir"] / str(victim.pid) / "audit.jsonl").exists()
