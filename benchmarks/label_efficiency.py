@@ -79,7 +79,7 @@ def load(name: str, cache: str) -> dict:
     te_texts, te_labels = read_jsonl(DATA / f"{name}.{test_split}.jsonl")
     multi = isinstance(tr_labels[0], list)
     enc = LabelEncoding(multi_label=multi).fit(list(tr_labels) + list(te_labels))
-    encode = enc.encode_multi if multi else enc.encode
+    encode = (lambda labels: enc.encode_multi(labels)[0]) if multi else enc.encode
     t0 = time.perf_counter()
     emb = SentenceEmbeddingFeaturizer(cache_dir=cache).fit()
     x_emb, t_emb = emb.transform(tr_texts), emb.transform(te_texts)
