@@ -10,6 +10,9 @@ Set-ups (``--setups``; the first one is the candidate default):
 
 * ``emb_typiclust_diverse``: MiniLM sentence embeddings + logistic regression (C=10),
   TypiClust cold start, DiverseMiniBatch (breaking ties pre-filter, weighted k-means);
+* ``emb_typiclust_density``: same, DiverseMiniBatch weighted by information density
+  (``density_power=1``);
+* ``emb_typiclust_diverse30``: same, DiverseMiniBatch with ``beta=30`` (more diverse);
 * ``emb_typiclust_bt``: same, plain breaking ties;
 * ``emb_random_bt``: same classifier, random cold start, breaking ties;
 * ``emb_random``: same classifier, random order (the baseline the goal is measured against);
@@ -58,8 +61,8 @@ DATASETS = {  # name -> (pool split, test split)
     "sms_spam": ("train", "test"), "trec": ("train", "test"), "ag_news": ("train", "test"),
     "sst2": ("train", "test"), "reuters21578": ("train", "test"), "20newsgroups": ("train", "test"),
 }
-SETUPS = ("emb_typiclust_diverse", "emb_typiclust_bt", "emb_random_bt", "emb_random",
-          "smalltext_bt", "tfidf_random")
+SETUPS = ("emb_typiclust_diverse", "emb_typiclust_density", "emb_typiclust_diverse30",
+          "emb_typiclust_bt", "emb_random_bt", "emb_random", "smalltext_bt", "tfidf_random")
 BASELINE = "emb_random"
 COLD_STARTS = ("random", "typiclust", "kmeans_centres")
 
@@ -117,7 +120,13 @@ def _strategy(setup: str, multi: bool, seed: int):
         return RandomSampling(seed=seed)
     if multi:
         return "multi_label_uncertainty"
-    return DiverseMiniBatch(seed=seed) if setup.endswith("_diverse") else BreakingTies()
+    if setup.endswith("_diverse"):
+        return DiverseMiniBatch(seed=seed)
+    if setup.endswith("_density"):
+        return DiverseMiniBatch(seed=seed, density_power=1.0)
+    if setup.endswith("_diverse30"):
+        return DiverseMiniBatch(seed=seed, beta=30)
+    return BreakingTies()
 
 
 def run_ours(setup: str, ds: dict, seed: int, initial: int, batch: int, budget: int) -> dict:
@@ -288,6 +297,36 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, path: Path) -> None:
+    """One panel per dataset: the seed-mean learning curve of every set-up, the baseline's
+    final accuracy as a dotted line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(result["summary"])
+    cols = 3
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        s = result["summary"][name]
+        for setup in result["setups"]:
+            r = s[setup]
+            ax.plot(r["labeled"], r["mean_curve"], label=setup,
+                    lw=2.2 if setup == result["setups"][0] else 1.2)
+        if s["_target"] is not None:
+            ax.axhline(s["_target"], ls=":", c="grey", lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", action="append", choices=list(DATASETS))
@@ -298,8 +337,14 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / ".cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_efficiency"))
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "label_efficiency.png"),
+                    help="PNG of the learning curves ('' for none)")
+    ap.add_argument("--replot", action="store_true", help="only redraw --plot from --out's JSON")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.replot:
+        plot(json.loads(Path(f"{args.out}.json").read_text()), Path(args.plot))
+        return 0
     if BASELINE not in args.setups:
         args.setups.append(BASELINE)
     t_start = time.perf_counter()
@@ -330,6 +375,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps(result, indent=1, default=float))
     Path(f"{out}.md").write_text(markdown(result))
+    if args.plot:
+        plot(result, Path(args.plot))
     print(markdown(result))
     return 0
 

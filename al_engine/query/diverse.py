@@ -5,8 +5,9 @@ import warnings
 
 import numpy as np
 
+from al_engine.exceptions import InvalidParameterError
 from al_engine.query._checks import check_pool, check_seed, predict_proba_2d
-from al_engine.query._geometry import (check_positive_int, embed_pool, l2_normalize,
+from al_engine.query._geometry import (block_rows, check_positive_int, embed_pool, l2_normalize,
                                        resolve_rank_n, rest_of)
 from al_engine.query.base import QueryStrategy, check_query_args, top_n
 from al_engine.query.embedding import nearest_to_centers
@@ -27,28 +28,70 @@ class DiverseMiniBatch(QueryStrategy):
     ``n`` first (the head the backend pushes to Label Studio), then every other unlabeled
     instance by margin.
 
+    With ``density_power`` :math:`\gamma > 0` the informativeness is weighted by density
+    (information density [SC08]_): :math:`w_i = (1 - m_i)\,\rho_i^{\gamma}` with
+    :math:`\rho_i` the mean cosine similarity of instance :math:`i` to its ``n_neighbors``
+    nearest unlabeled instances, so that isolated outliers, uncertain because nothing like them
+    is labeled, give way to uncertain instances of dense regions. The density is computed only
+    for the ``4 * beta * n`` smallest margins (against the whole unlabeled pool, in blocks);
+    the ``beta * n`` of largest :math:`w` are clustered.
+
     Parameters
     ----------
     beta : int, default=10
         Candidates per selected instance (Zhdanov's pre-filter factor).
+    density_power : float, default=0.0
+        :math:`\gamma`; 0 disables the density weighting.
+    n_neighbors : int, default=20
+        Neighbours of the density.
     seed : int, numpy.random.Generator or None, default=0
         Seed of k-means.
     embed_kwargs : dict or None
         Passed to ``clf.embed`` (the classifier's feature vectors are clustered, cosine).
 
     .. [ZHD19] F. Zhdanov. Diverse mini-batch active learning. arXiv:1901.05954, 2019.
+    .. [SC08] B. Settles and M. Craven. An analysis of active learning strategies for sequence
+       labeling tasks. EMNLP 2008.
     """
 
-    def __init__(self, beta: int = 10, seed=0, embed_kwargs: dict | None = None):
+    def __init__(self, beta: int = 10, seed=0, density_power: float = 0.0, n_neighbors: int = 20,
+                 embed_kwargs: dict | None = None):
         self.beta = check_positive_int(beta, "beta")
         self.seed = check_seed(seed)
+        if isinstance(density_power, bool) or not isinstance(density_power, (int, float)) \
+                or not 0 <= density_power < float("inf"):
+            raise InvalidParameterError(f"density_power must be a number >= 0, got {density_power!r}")
+        self.density_power = float(density_power)
+        self.n_neighbors = check_positive_int(n_neighbors, "n_neighbors")
         self.embed_kwargs = embed_kwargs
+
+    def _density(self, clf, dataset, unl: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Mean cosine similarity of ``unl[rows]`` to their nearest other unlabeled rows."""
+        pool = l2_normalize(embed_pool(clf, dataset, unl, embed_kwargs=self.embed_kwargs))
+        k = min(self.n_neighbors, unl.size - 1)
+        if k < 1:
+            return np.ones(rows.size)
+        out = np.empty(rows.size)
+        step = block_rows(pool.shape[0])
+        for s in range(0, rows.size, step):
+            sim = pool[rows[s:s + step]] @ pool.T
+            sim[np.arange(sim.shape[0]), rows[s:s + step]] = -np.inf   # not its own neighbour
+            out[s:s + step] = np.partition(sim, sim.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
+        return np.clip(out, 0.0, None)
+
+    def _candidates(self, clf, dataset, unl: np.ndarray, margins: np.ndarray, n: int) -> np.ndarray:
+        m = min(unl.size, self.beta * n)
+        if self.density_power == 0.0:
+            return top_n(margins, m, lower_is_better=True)
+        pre = top_n(margins, min(unl.size, 4 * m), lower_is_better=True)
+        w = (1.0 - margins[pre]) * self._density(clf, dataset, unl, pre) ** self.density_power
+        return pre[top_n(w, m, lower_is_better=False)]
 
     def _batch(self, clf, dataset, unl: np.ndarray, n: int):
         margins = breaking_ties_scores(predict_proba_2d(clf, dataset)[unl])
         if np.isnan(margins).any():
             raise ValueError("DiverseMiniBatch: clf.predict_proba returned NaN")
-        cand = top_n(margins, min(unl.size, self.beta * n), lower_is_better=True)
+        cand = self._candidates(clf, dataset, unl, margins, n)
         if cand.size <= n:
             return cand, margins
         from sklearn.cluster import KMeans

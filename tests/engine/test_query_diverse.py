@@ -51,3 +51,24 @@ def test_bad_parameters():
         DiverseMiniBatch(beta=0)
     with pytest.raises(ValueError, match="seed"):
         DiverseMiniBatch(seed=-1)
+
+
+def test_density_weighting_passes_over_an_isolated_outlier():
+    # row 0: the smallest margin but alone at (0, 1); rows 1-5 at (1, 0) with margin 0.05
+    margins = np.array([0.01, 0.05, 0.05, 0.05, 0.05, 0.05])
+    points = np.array([[0, 1]] + [[1, 0]] * 5, dtype=float)
+    clf = FixedProbaClassifier(np.c_[0.5 + margins / 2, 0.5 - margins / 2])
+    clf.embed = lambda dataset, return_proba=False, **kw: dataset.x
+    a = dict(clf=clf, dataset=Dataset(x=points, y=np.full(6, -1)), indices_unlabeled=np.arange(6),
+             indices_labeled=np.array([], dtype=np.int64), y=np.array([], dtype=np.int64))
+    assert DiverseMiniBatch(beta=1).query(**a, n=1).tolist() == [0]
+    # density of row 0 = mean cosine similarity to its 2 nearest = 0, so w_0 = 0;
+    # rows 1..3 (the 4 * beta * n pre-filter) have density 1 and w = 0.95: the first wins
+    assert DiverseMiniBatch(beta=1, density_power=1.0, n_neighbors=2).query(**a, n=1).tolist() == [1]
+
+
+def test_bad_density_parameters():
+    with pytest.raises(InvalidParameterError, match="density_power"):
+        DiverseMiniBatch(density_power=-1)
+    with pytest.raises(InvalidParameterError, match="n_neighbors"):
+        DiverseMiniBatch(n_neighbors=0)
