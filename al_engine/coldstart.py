@@ -6,9 +6,11 @@ The strategies here look only at the features of the pool (sentence embeddings i
 default pipeline), so the Label Studio backend can use them before the first annotation and
 a simulation starts from exactly what the backend would pick.
 
-Each is called as ``strategy.select(x, n, indices_labeled=None)`` and returns ``n``
-distinct row positions of ``x``, never one of ``indices_labeled``, in the order they should
-be labeled.
+Each is called as ``strategy.select(x, n, indices_labeled=None)`` (or ``strategy(x, n)``)
+and returns ``n`` distinct row positions of ``x``, never one of ``indices_labeled``, in the
+order they should be labeled. They are registered as initializations (``typiclust``,
+``kmeans_centres``) with ``needs_features = True``: the active learner passes them the pool's
+features where the random initializations get the labels.
 """
 from __future__ import annotations
 
@@ -92,6 +94,9 @@ class TypiClust:
        strategies suit high and low budgets. ICML 2022.
     """
 
+    #: called with the pool's features, not with labels (see the module docstring)
+    needs_features = True
+
     def __init__(self, n_neighbors: int = 20, max_samples: int = 10_000,
                  max_reference: int = 2_000, seed: int | None = 0):
         self.n_neighbors = _check_count(n_neighbors, "n_neighbors")
@@ -101,7 +106,10 @@ class TypiClust:
             _check_count(seed, "seed", minimum=0)
         self.seed = seed
 
-    def select(self, x, n: int, indices_labeled=None) -> np.ndarray:
+    def __call__(self, x, n: int = 10, indices_labeled=None) -> np.ndarray:
+        return self.select(x, n, indices_labeled)
+
+    def select(self, x, n: int = 10, indices_labeled=None) -> np.ndarray:
         """``n`` row positions of ``x`` to label first, largest cluster first.
 
         Raises

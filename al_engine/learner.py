@@ -143,8 +143,14 @@ class PoolBasedActiveLearner:
 
         ``y_oracle`` holds the true labels of the whole pool (a simulation's oracle, or
         whatever the strategy needs to stratify); only the chosen positions' labels are used.
+        A label-free strategy (``needs_features``, e.g. :class:`~al_engine.coldstart.TypiClust`)
+        is given the pool's features instead (the classifier's featurizer fitted on the pool).
         """
-        indices = np.asarray(init_strategy(y_oracle, n), dtype=np.int64)
+        if getattr(init_strategy, "needs_features", False):
+            self._featurize()
+            indices = np.asarray(init_strategy(self.dataset.x, n), dtype=np.int64)
+        else:
+            indices = np.asarray(init_strategy(y_oracle, n), dtype=np.int64)
         y = y_oracle[indices]
         return self.initialize_data(indices, y, retrain=retrain)
 

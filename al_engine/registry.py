@@ -67,6 +67,8 @@ INITIALIZATIONS: dict[str, str] = {
     "random": "al_engine.init:RandomInitialization",
     "random_stratified": "al_engine.init:RandomStratifiedInitialization",
     "random_balanced": "al_engine.init:RandomBalancedInitialization",
+    "typiclust": "al_engine.coldstart:TypiClust",
+    "kmeans_centres": "al_engine.coldstart:KMeansCentres",
 }
 
 _KINDS: dict[str, dict[str, str]] = {

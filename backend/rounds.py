@@ -244,11 +244,24 @@ class Round:
                 self.model_state = (ds, idx_l, ids, proba)
         rec.cold_start = order is None
         if order is None:
-            order = idx_u[training.cold_start_order(settings, idx_u.size)]
+            order = idx_u[training.cold_start_order(
+                settings, idx_u.size, lambda: self._pool_features(ids, texts, labels)[idx_u],
+                settings.push_max)]
             rec.strategy_used = f"init:{settings.init_strategy}"
         self.ranking = Ranking.build(ids[order], training.priorities(order.size), predicted,
                                      confidence, cfg.labels, cfg.multi_label)
         rec.queried = [e.as_dict() for e in self.ranking.head(settings.batch_size)]
+
+    def _pool_features(self, ids, texts, labels):
+        """The features the configured classifier sees for every task (from the cache)."""
+        from al_engine.data import Dataset
+        from al_engine.registry import make_classifier
+        params = training.classifier_params(self.settings)
+        clf = make_classifier(self.settings.classifier, num_classes=len(self.cfg.labels),
+                              multi_label=self.cfg.multi_label, **params)
+        ds = Dataset.from_texts(texts, labels, target_labels=list(self.cfg.labels),
+                                multi_label=self.cfg.multi_label)
+        return self._features(clf, ds, ids, texts, params).x
 
     def _fit(self, ids, texts, labels, idx_l):
         """``(clf, dataset, proba)``, or None (with a warning) when the texts give no

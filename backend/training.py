@@ -75,10 +75,16 @@ def _accepts(factory, name: str) -> bool:
         return False
 
 
-def cold_start_order(settings: Settings, n: int) -> np.ndarray:
-    """Order of ``n`` unlabeled tasks before a model can be trained: the init strategy's
-    selection of all ``n`` (seeded with ``AL_SEED``), or a seeded permutation when the
-    strategy cannot order an unlabeled pool (stratified/balanced need labels)."""
+def cold_start_order(settings: Settings, n: int, features=None, head: int | None = None
+                     ) -> np.ndarray:
+    """Order of ``n`` unlabeled tasks before a model can be trained.
+
+    A label-free initialization (``needs_features``: ``typiclust``, ``kmeans_centres``) picks
+    the first ``head`` tasks (default all) from ``features()`` (a callable returning the
+    unlabeled tasks' feature rows; only called then), the rest follow in a seeded random
+    order. The random initializations order all ``n``; stratified/balanced ones, which need
+    labels, give the seeded permutation (``AL_SEED``).
+    """
     rng_order = np.random.default_rng(settings.seed).permutation(n)
     if n == 0:
         return rng_order
@@ -87,11 +93,16 @@ def cold_start_order(settings: Settings, n: int) -> np.ndarray:
         factory = resolve("initialization", settings.init_strategy)
         params = {k: settings.seed for k in ("random_state", "seed") if _accepts(factory, k)}
         init = make_initialization(settings.init_strategy, **params)
+        if getattr(init, "needs_features", False):
+            if features is None:
+                return rng_order
+            picks = np.asarray(init(features(), min(head or n, n)), dtype=np.int64)
+            return np.concatenate([picks, rng_order[~np.isin(rng_order, picks)]])
         order = np.asarray(init(np.zeros(n, dtype=np.int64), n), dtype=np.int64).reshape(-1)
         if order.size == n and np.array_equal(np.sort(order), np.arange(n)):
             return order
     except Exception as exc:  # noqa: BLE001 - fall back to the seeded permutation
-        log.debug("event=init_fallback strategy=%s error=%r", settings.init_strategy, exc)
+        log.warning("event=init_fallback strategy=%s error=%r", settings.init_strategy, exc)
     return rng_order
 
 

@@ -53,6 +53,24 @@ def test_cold_start_pushes_seeded_random_order(env):
     assert store.load_model(1, rec["version"]) is None  # no model yet
 
 
+def test_label_free_cold_start_heads_the_queue_with_typiclust(env):
+    """AL_INIT_STRATEGY=typiclust: before any label, the queue starts with TypiClust's picks
+    on the tasks' TF-IDF features (the configured classifier's), the rest in seeded order."""
+    from dataclasses import replace
+
+    from al_engine.coldstart import TypiClust
+    from al_engine.features import TfidfFeaturizer
+    settings, store, ls = env
+    settings = replace(settings, init_strategy="typiclust", push_max=3, push_all=True)
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["cold_start"] and rec["strategy_used"] == "init:typiclust"
+    preds = ls.current_predictions()
+    order = sorted(preds, key=lambda t: preds[t]["score"])
+    picks = TypiClust(seed=0).select(TfidfFeaturizer().fit_transform(POS + NEG), 3) + 1
+    assert order[:3] == picks.tolist()
+    assert sorted(order) == list(range(1, 11))
+
+
 def test_trained_round_ranks_unlabeled_by_breaking_ties(env):
     settings, store, ls = env
     for tid in (1, 2):

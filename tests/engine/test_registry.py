@@ -17,7 +17,8 @@ def test_names_from_design_are_registered():
         registry.available("query_strategy"))
     assert set(registry.available("stopping_criterion")) >= {
         "kappa_average", "delta_f_score", "classification_change", "overall_uncertainty", "max_iterations"}
-    assert set(registry.available("initialization")) == {"random", "random_stratified", "random_balanced"}
+    assert set(registry.available("initialization")) == {"random", "random_stratified", "random_balanced",
+                                                         "typiclust", "kmeans_centres"}
     assert {"linear_svc", "logistic_regression"} <= set(registry.available("classifier"))
 
 

@@ -53,3 +53,16 @@ def test_multi_label_jsonl_round_trips(tmp_path):
     texts, labels = read_jsonl(p)
     ds = Dataset.from_texts(texts, labels)
     assert ds.is_multi_label and ds.y.toarray().tolist() == [[1, 1], [0, 0]]
+
+
+def test_label_free_initialization_starts_from_what_typiclust_picks(trec_small):
+    """``--init typiclust``: the first labels are TypiClust's picks on the pool's features
+    (the classifier's TF-IDF here), chosen without looking at a label."""
+    from al_engine.coldstart import TypiClust
+    from al_engine.features import TfidfFeaturizer
+    train, test = trec_small
+    run = run_simulation(train, test, strategy="breaking_ties", initialization="typiclust",
+                         initial=12, batch=10, rounds=1, progress=False)
+    x = TfidfFeaturizer().fit_transform(train.texts)
+    expected = TypiClust(seed=0).select(x, 12)
+    assert sorted(run["rounds"][0]["queried"]) == sorted(expected.tolist())
