@@ -250,7 +250,7 @@ class Round:
         if order is None:
             order = idx_u[training.cold_start_order(
                 settings, idx_u.size, lambda: self._pool_features(ids, texts, labels)[idx_u],
-                settings.push_max)]
+                max(settings.batch_size, settings.push_head))]
             rec.strategy_used = f"init:{settings.init_strategy}"
         self.ranking = Ranking.build(ids[order], training.priorities(order.size), predicted,
                                      confidence, cfg.labels, cfg.multi_label)
