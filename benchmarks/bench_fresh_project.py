@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             feats = st.get("features") or {}
             result["timeline"].append({"t": t, "model_version": proj.get("model_version"),
                                        "features": feats, "labeled": st.get("labeled")})
-            if proj.get("model_version", "").startswith("studio-al") and "first_queue_s" not in marks:
+            if (proj.get("model_version") or "").startswith("studio-al") and "first_queue_s" not in marks:
                 marks["first_queue_s"] = t
                 nxt = ls.req("GET", f"/api/projects/{pid}/next")
                 result["first_task_served"] = nxt["id"]
