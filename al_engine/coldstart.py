@@ -69,8 +69,9 @@ class TypiClust:
 
     Differences from the paper, for speed on large pools: k-means is fitted on a seeded
     subsample of at most ``max_samples`` rows (every row is then assigned to its nearest
-    centre), and a member's neighbours are searched among at most ``max_reference`` seeded
-    members of its cluster. The loop is over the ``n`` chosen clusters, never over rows.
+    centre), and in a cluster of more than ``max_reference`` members the most typical is
+    sought among ``max_reference`` seeded members, their neighbours among the same ones. The
+    loop is over the ``n`` chosen clusters, never over rows.
 
     Parameters
     ----------
@@ -79,7 +80,7 @@ class TypiClust:
     max_samples : int, default=10000
         Rows the k-means centres are fitted on.
     max_reference : int, default=2000
-        Members of a cluster its typicality is measured against.
+        Members of a cluster among which (and against which) typicality is measured.
     seed : int or None, default=0
         Seed of k-means and of the subsamples.
 
@@ -165,20 +166,22 @@ class TypiClust:
     def _most_typical(self, x, members: np.ndarray, rng: np.random.Generator):
         if members.size == 1:
             return int(members[0]), np.inf
+        # candidates and their neighbours: at most max_reference seeded members each
         ref = members if members.size <= self.max_reference else \
             np.sort(rng.choice(members, size=self.max_reference, replace=False))
+        cand = ref
         k = min(self.n_neighbors, ref.size - 1)
         step = max(1, (1 << 22) // ref.size)          # bounds one distance block to 16 MiB
-        mean_knn = np.empty(members.size)
-        for s in range(0, members.size, step):
-            rows = members[s:s + step]
+        mean_knn = np.empty(cand.size)
+        for s in range(0, cand.size, step):
+            rows = cand[s:s + step]
             d = _sq_distances(x[rows], x[ref])
             d[rows[:, None] == ref[None, :]] = np.inf   # a member is not its own neighbour
             near = np.partition(d, k - 1, axis=1)[:, :k]
             mean_knn[s:s + step] = np.sqrt(near).mean(axis=1)
         typicality = 1.0 / (mean_knn + 1e-12)
         j = int(np.argmax(typicality))
-        return int(members[j]), float(typicality[j])
+        return int(cand[j]), float(typicality[j])
 
     def __repr__(self) -> str:
         return (f"TypiClust(n_neighbors={self.n_neighbors}, max_samples={self.max_samples}, "

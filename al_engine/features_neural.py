@@ -290,6 +290,44 @@ class SentenceEmbeddingFeaturizer:
             return np.empty((0, 0), dtype=np.float32)
         return matrix[rows]
 
+    # ------------------------------------------------------------------ background filling
+    def missing(self, texts: Iterable[str]) -> list[str]:
+        """The distinct texts of ``texts`` whose embedding is not cached yet (in first-seen
+        order); loads no encoder."""
+        if not self.is_fitted:
+            raise NotFittedError("SentenceEmbeddingFeaturizer is not fitted; call fit(texts) first")
+        texts = ["" if t is None else str(t) for t in texts]
+        cache = self._cache()
+        seen: dict[bytes, str] = {}
+        with _LOCK:
+            for key, text in zip(_text_keys(texts), texts):
+                if key not in cache.index and key not in seen:
+                    seen[key] = text
+        return list(seen.values())
+
+    def embed(self, texts: list[str], save: bool = True) -> int:
+        """Encode ``texts`` that are not cached yet and add them to the cache (on disk with
+        ``cache_dir`` and ``save``); returns how many were encoded. For filling the cache
+        in bounded steps (``missing`` then ``embed`` a chunk at a time)."""
+        todo = self.missing(texts)
+        if todo:
+            vectors = self._encode(todo)
+            cache = self._cache()
+            with _LOCK:
+                keys = _text_keys(todo)
+                fresh = [(k, i) for i, k in enumerate(keys) if k not in cache.index]
+                if fresh:
+                    cache.add([k for k, _ in fresh], vectors[[i for _, i in fresh]])
+        if save:
+            self.save_cache()
+        return len(todo)
+
+    def save_cache(self) -> None:
+        """Write the disk cache if it has new rows (no-op without ``cache_dir``)."""
+        cache = self._cache()
+        with _LOCK:
+            cache.save()
+
     def __repr__(self) -> str:
         return (f"SentenceEmbeddingFeaturizer(model_path={self.model_path!r}, "
                 f"batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "

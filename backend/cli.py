@@ -55,8 +55,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.makedirs(settings.model_dir, exist_ok=True)
     argv = gunicorn_argv(args.bind, args.threads, settings.log_level, args.workers)
     print(f"studio-al: serving on http://{args.bind} (model dir {os.path.abspath(settings.model_dir)}, "
-          f"strategy {settings.query_strategy}, classifier {settings.classifier})", file=sys.stderr,
-          flush=True)
+          f"strategy {settings.query_strategy}, classifier {settings.classifier}, "
+          f"cold start {settings.init_strategy})", file=sys.stderr, flush=True)
+    if os.environ.get("AL_CLASSIFIER", "auto").strip() in ("", "auto") and \
+            settings.classifier != "embedding_logistic_regression":
+        print("studio-al: AL_CLASSIFIER=auto chose TF-IDF: install studio-al[neural] for the "
+              "sentence-embedding default (benchmarks/results/label_efficiency.md)",
+              file=sys.stderr, flush=True)
     if args.dry_run:
         print(" ".join(argv))
         return 0

@@ -134,6 +134,8 @@ def status_details(store, settings, project_id: int) -> dict[str, Any]:
     return {
         "labels": labels, "multi_label": multi,
         "classifier": settings.classifier, "stopping_criterion": settings.stopping_criterion,
+        # sentence embeddings of the pool: {"used": "tfidf" until complete, "embedded", "total"}
+        "features": last_ok.get("features"),
         "mode": "redis" if settings.redis_url else "embedded",
         "label_studio_url": ls_url,
         "rounds_total": len(records), "rounds_ok": len(ok),

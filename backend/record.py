@@ -31,6 +31,7 @@ class RoundRecord:
     labels: dict[str, Any] = field(default_factory=dict)  # {"count", "annotation_ids"}
     sync: dict[str, Any] = field(default_factory=dict)    # what the mirror read this round
     cold_start: bool | None = None     # no model yet: ordered by AL_INIT_STRATEGY
+    features: dict | None = None       # sentence embeddings: {"used", "embedded", "total", ...}
     strategy_used: str | None = None
     stopping: dict | None = None       # the configured stopping criterion's verdict
     metrics: dict | None = None        # dashboard metrics (backend.metrics)

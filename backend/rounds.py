@@ -36,6 +36,9 @@ import traceback
 import numpy as np
 
 from backend import training
+from backend.embeddings import FALLBACK_CLASSIFIER, embedding_featurizer
+from backend.embeddings import fill as fill_embeddings
+from backend.embeddings import progress as embedding_progress
 from backend.featcache import FeatureCache
 from backend.instance import Connection, Instance, NotConnected, verify_connection
 from backend.labelconfig import LabelConfig, parse_label_config
@@ -103,6 +106,7 @@ class Round:
         self.ranking: Ranking | None = None
         self.pusher: Pusher | None = None
         self.model_state: tuple | None = None  # (ds, idx_labeled, ids, proba) for metrics
+        self.embedder = None  # the sentence-embedding featurizer still to fill (embeddings)
         self.events: list[dict] = []
         self.wrote_version = False
         self._requests0 = getattr(client, "request_count", 0)
@@ -246,36 +250,50 @@ class Round:
         if order is None:
             order = idx_u[training.cold_start_order(
                 settings, idx_u.size, lambda: self._pool_features(ids, texts, labels)[idx_u],
-                settings.push_max)]
+                max(settings.batch_size, settings.push_head))]
             rec.strategy_used = f"init:{settings.init_strategy}"
         self.ranking = Ranking.build(ids[order], training.priorities(order.size), predicted,
                                      confidence, cfg.labels, cfg.multi_label)
         rec.queried = [e.as_dict() for e in self.ranking.head(settings.batch_size)]
 
-    def _pool_features(self, ids, texts, labels):
-        """The features the configured classifier sees for every task (from the cache)."""
-        from al_engine.data import Dataset
+    def _classifier(self, texts):
+        """``(clf, name, params)``: the configured classifier, or the TF-IDF fallback while
+        its sentence embeddings of the pool are incomplete (``backend.embeddings``)."""
         from al_engine.registry import make_classifier
-        params = training.classifier_params(self.settings)
-        clf = make_classifier(self.settings.classifier, num_classes=len(self.cfg.labels),
-                              multi_label=self.cfg.multi_label, **params)
+        settings, cfg = self.settings, self.cfg
+        name, params = settings.classifier, training.classifier_params(settings)
+        clf = make_classifier(name, num_classes=len(cfg.labels), multi_label=cfg.multi_label,
+                              **params)
+        featurizer = embedding_featurizer(clf)
+        if featurizer is not None:
+            done = embedding_progress(featurizer, texts)
+            complete = done["embedded"] == done["total"]
+            self.rec.features = {"used": "embeddings" if complete else "tfidf", **done}
+            if not complete:
+                self.embedder = featurizer
+                name, params = FALLBACK_CLASSIFIER, {}
+                clf = make_classifier(name, num_classes=len(cfg.labels),
+                                      multi_label=cfg.multi_label)
+        return clf, name, params
+
+    def _pool_features(self, ids, texts, labels):
+        """The features the round's classifier sees for every task (from the cache)."""
+        from al_engine.data import Dataset
+        clf, name, params = self._classifier(texts)
         ds = Dataset.from_texts(texts, labels, target_labels=list(self.cfg.labels),
                                 multi_label=self.cfg.multi_label)
-        return self._features(clf, ds, ids, texts, params).x
+        return self._features(clf, ds, ids, texts, name, params).x
 
     def _fit(self, ids, texts, labels, idx_l):
         """``(clf, dataset, proba)``, or None (with a warning) when the texts give no
         features at all (e.g. every text is empty): the round then keeps the cold order."""
         from al_engine.data import Dataset
-        from al_engine.registry import make_classifier
-        settings, cfg = self.settings, self.cfg
-        params = training.classifier_params(settings)
-        clf = make_classifier(settings.classifier, num_classes=len(cfg.labels),
-                              multi_label=cfg.multi_label, **params)
+        cfg = self.cfg
+        clf, name, params = self._classifier(texts)
         ds = Dataset.from_texts(texts, labels, target_labels=list(cfg.labels),
                                 multi_label=cfg.multi_label)
         try:
-            ds = self._features(clf, ds, ids, texts, params)
+            ds = self._features(clf, ds, ids, texts, name, params)
         except ValueError as exc:
             self.rec.warning = f"no features from the texts ({exc}); pool kept in cold-start order"
             log.warning("event=no_features project=%s error=%r", self.pid, str(exc))
@@ -283,12 +301,12 @@ class Round:
         clf.fit(ds[idx_l])
         return clf, ds, np.asarray(clf.predict_proba(ds))
 
-    def _features(self, clf, ds, ids, texts, params):
+    def _features(self, clf, ds, ids, texts, name, params):
         template = getattr(clf, "featurizer", None)
         if template is None:  # classifiers that read texts themselves (transformers, ...)
             return clf.featurize(ds)
         cache = FeatureCache.open(os.path.join(self.store.project_dir(self.pid), "features.pkl"))
-        spec = (self.settings.classifier, json.dumps(params, sort_keys=True, default=str))
+        spec = (name, json.dumps(params, sort_keys=True, default=str))
         featurizer, x = cache.features(template, spec, ids, texts, self.mirror.changed_texts)
         self.mirror.changed_texts.clear()
         clf.featurizer = featurizer
@@ -365,6 +383,10 @@ class Round:
         mirror.save()
         self._refit_features()
         rec.again = not (mirror.complete and mirror.annotated_complete) or bool(mirror.pending)
+        if self.embedder is not None:
+            texts = [mirror.texts[i] for i in mirror.snapshot()[0].tolist()]
+            rec.features.update(fill_embeddings(self.embedder, texts, self._no_newer_round))
+            rec.again = rec.again or rec.features["embedded"] < rec.features["total"]
 
     def _refit_features(self) -> None:
         if self.bundle is None or self.model_state is None:

@@ -22,13 +22,13 @@ _FALSE = ("false", "0", "no")
 ENV_DEFAULTS: dict[str, str | None] = {
     "LABEL_STUDIO_URL": None,
     "LABEL_STUDIO_API_KEY": None,
-    "AL_QUERY_STRATEGY": "breaking_ties",
+    "AL_QUERY_STRATEGY": "diverse_mini_batch",
     "AL_QUERY_PARAMS": "{}",
-    "AL_CLASSIFIER": "linear_svc",
+    "AL_CLASSIFIER": "auto",
     "AL_CLASSIFIER_PARAMS": "{}",
     "AL_STOPPING_CRITERION": "kappa_average",
     "AL_STOPPING_PARAMS": "{}",
-    "AL_INIT_STRATEGY": "random",
+    "AL_INIT_STRATEGY": "typiclust",
     "AL_BATCH_SIZE": "10",
     "AL_MIN_ANNOTATIONS": "1",
     "AL_MODEL_PATH": None,
@@ -64,13 +64,13 @@ class Settings:
 
     label_studio_url: str | None = None
     label_studio_api_key: str | None = None
-    query_strategy: str = "breaking_ties"
+    query_strategy: str = "diverse_mini_batch"
     query_params: dict = field(default_factory=dict)
     classifier: str = "linear_svc"
     classifier_params: dict = field(default_factory=dict)
     stopping_criterion: str = "kappa_average"
     stopping_params: dict = field(default_factory=dict)
-    init_strategy: str = "random"
+    init_strategy: str = "typiclust"
     batch_size: int = 10
     min_annotations: int = 1
     model_path: str | None = None
@@ -142,13 +142,14 @@ class Settings:
                 return ENV_DEFAULTS[name]
             return value.strip()
 
-        from al_engine.registry import available
+        from al_engine.registry import available, default_pipeline
 
         def choice(name: str, kind: str) -> str:
             value = get(name)
             allowed = available(kind)
             if value not in allowed:
-                raise SettingsError(f"{name}={value!r} is invalid; allowed: {', '.join(allowed)}")
+                extra = "auto, " if name == "AL_CLASSIFIER" else ""
+                raise SettingsError(f"{name}={value!r} is invalid; allowed: {extra}{', '.join(allowed)}")
             return value
 
         url = get("LABEL_STUDIO_URL")
@@ -215,7 +216,8 @@ class Settings:
             label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
             query_strategy=choice("AL_QUERY_STRATEGY", "query_strategy"),
             query_params=_json_object("AL_QUERY_PARAMS", get("AL_QUERY_PARAMS")),
-            classifier=choice("AL_CLASSIFIER", "classifier"),
+            classifier=default_pipeline()["classifier"] if get("AL_CLASSIFIER") == "auto" else
+            choice("AL_CLASSIFIER", "classifier"),
             classifier_params=_json_object("AL_CLASSIFIER_PARAMS", get("AL_CLASSIFIER_PARAMS")),
             stopping_criterion=choice("AL_STOPPING_CRITERION", "stopping_criterion"),
             stopping_params=_json_object("AL_STOPPING_PARAMS", get("AL_STOPPING_PARAMS")),

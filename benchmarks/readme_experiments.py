@@ -41,7 +41,8 @@ def main(argv=None) -> int:
         out = ROOT / "benchmarks" / "results" / "experiments" / name
         argv_sim = ["--train", str(DATA / f"{name}.train.jsonl"), "--test", str(DATA / f"{name}.test.jsonl"),
                     "--seeds", str(args.seeds), "--initial", "20", "--batch", "20",
-                    "--rounds", str(args.rounds), "--out", str(out), "--name", name, "--quiet"]
+                    "--rounds", str(args.rounds), "--out", str(out), "--name", name, "--quiet",
+                    "--classifier", "linear_svc", "--init", "random_stratified"]
         for s in args.strategy or STRATEGIES:
             argv_sim += ["--strategy", s]
         t0 = time.perf_counter()

@@ -4,10 +4,18 @@ import pytest
 from backend.settings import ENV_DEFAULTS, Settings, SettingsError
 
 
-def test_defaults(tmp_path):
+def test_defaults(tmp_path, monkeypatch):
+    from backend import settings as settings_module
+    from tests.conftest import PRODUCT_DEFAULTS
+    monkeypatch.setattr(settings_module, "ENV_DEFAULTS", dict(PRODUCT_DEFAULTS))
     s = Settings.from_env({})
+    # the measured default pipeline (benchmarks/results/label_efficiency.md); AL_CLASSIFIER=auto
+    # is sentence embeddings with the neural extra (installed with [dev]), TF-IDF without
     assert (s.query_strategy, s.classifier, s.stopping_criterion, s.init_strategy) == \
-        ("breaking_ties", "linear_svc", "kappa_average", "random")
+        ("diverse_mini_batch", "embedding_logistic_regression", "kappa_average", "typiclust")
+    from al_engine import registry
+    monkeypatch.setattr(registry, "neural_installed", lambda: False)
+    assert Settings.from_env({}).classifier == "linear_svc"
     assert (s.batch_size, s.min_annotations, s.seed, s.log_level) == (10, 1, 0, "INFO")
     assert s.model_dir == "./model_store" and s.redis_url is None and not s.basic_auth
     assert s.keep_prediction_history is False and s.query_params == {} and s.push_first == 4

@@ -61,7 +61,8 @@ def test_label_free_cold_start_heads_the_queue_with_typiclust(env):
     from al_engine.coldstart import TypiClust
     from al_engine.features import TfidfFeaturizer
     settings, store, ls = env
-    settings = replace(settings, init_strategy="typiclust", push_max=3, push_all=True)
+    settings = replace(settings, init_strategy="typiclust", batch_size=3, push_head=3,
+                       push_all=True)
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["cold_start"] and rec["strategy_used"] == "init:typiclust"
     preds = ls.current_predictions()

@@ -42,7 +42,8 @@ def _run(tmp_path, files, *extra, out="out"):
     train, test = files
     argv = ["--train", train, "--test", test, "--strategy", "random", "--strategy",
             "least_confidence", "--seeds", "2", "--initial", "6", "--batch", "5", "--rounds", "3",
-            "--out", str(tmp_path / out), "--quiet", *extra]
+            "--out", str(tmp_path / out), "--quiet",
+            "--classifier", "linear_svc", "--init", "random_stratified", *extra]
     assert main(argv) == 0
     return json.loads((tmp_path / out / "results.json").read_text())
 
@@ -120,7 +121,8 @@ def test_test_split_and_multi_label(tmp_path):
     path = _write(tmp_path / "ml.jsonl", rows)
     assert main(["--train", path, "--test-split", "0.25", "--strategy", "random", "--seeds", "1",
                  "--initial", "8", "--batch", "4", "--rounds", "2", "--out", str(tmp_path / "ml"),
-                 "--quiet", "--no-plots"]) == 0
+                 "--quiet", "--no-plots", "--classifier", "linear_svc",
+                 "--init", "random_stratified"]) == 0
     res = json.loads((tmp_path / "ml" / "results.json").read_text())
     assert res["dataset"]["multi_label"] and res["dataset"]["classes"] == 4
     assert res["dataset"]["train"] + res["dataset"]["test"] == 60
@@ -194,3 +196,18 @@ def test_summary_and_stopping_table_by_hand():
     assert rows["max_iterations"]["labels_saved"] == 10.0
     md = markdown_tables([s], stopping_table(runs))
     assert "| c | s | 0.400 ± 0.100 | 0.700 ± 0.100 |" in md
+
+
+def test_no_flags_run_the_backends_default_pipeline(tmp_path, tiny_files):
+    """Without --strategy/--classifier/--init, simulate runs what the backend runs with no
+    AL_* variable: the same classifier, DiverseMiniBatch, and a label-free TypiClust start."""
+    from al_engine.registry import default_pipeline
+    train, test = tiny_files
+    assert main(["--train", train, "--test", test, "--seeds", "1", "--initial", "6", "--batch",
+                 "5", "--rounds", "1", "--out", str(tmp_path / "d"), "--quiet", "--no-plots",
+                 "--no-estimate"]) == 0
+    res = json.loads((tmp_path / "d" / "results.json").read_text())
+    run = res["runs"][0]
+    assert (run["strategy"], run["classifier"]) == ("diverse_mini_batch",
+                                                    default_pipeline()["classifier"])
+    assert res["config"]["initialization"] == "typiclust"

@@ -60,3 +60,57 @@ print(r.get_json()["results"][0]["result"], "torch" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[]", "False"]
+
+
+def _embedding_env(tiny_bert_path, tmp_path):
+    from tests.backend.conftest import SINGLE_CONFIG, FakeLabelStudio, make_tasks
+    from tests.backend.test_training import NEG, POS, setup_project
+    from al_engine.features_neural import clear_embedding_cache
+    from backend.store import Store
+    clear_embedding_cache()  # the in-memory cache is process-wide: start from an empty one
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
+                                  "AL_PUSH_HEAD": "20", "AL_CLASSIFIER": "embedding_logistic_regression",
+                                  "AL_MODEL_PATH": tiny_bert_path}, validate_components=False)
+    store = Store(settings.model_dir)
+    setup_project(store)
+    ls = FakeLabelStudio(make_tasks(POS + NEG))
+    ls.connect(store, 1, SINGLE_CONFIG)
+    for tid, label in ((1, "pos"), (2, "pos"), (6, "neg"), (7, "neg")):
+        ls.annotate(tid, [label])
+    return settings, store, ls
+
+
+def test_rounds_train_on_tfidf_until_the_embeddings_are_filled(tiny_bert_path, tmp_path, monkeypatch):
+    """A round never waits for the pool's embeddings: it trains on TF-IDF, then embeds
+    missing texts after its push (bounded), and asks for another round; the next round
+    trains on the embeddings."""
+    from backend import embeddings, training
+    settings, store, ls = _embedding_env(tiny_bert_path, tmp_path)
+    monkeypatch.setattr(embeddings, "FILL_BUDGET_S", 0.0)   # no time to embed in round 1
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and rec["again"] is True
+    assert rec["features"] == {"used": "tfidf", "embedded": 0, "total": 10, "encoded": 0,
+                               "seconds": rec["features"]["seconds"]}
+    assert type(store.load_model(1, rec["version"])["clf"].featurizer).__name__ == "TfidfFeaturizer"
+    monkeypatch.setattr(embeddings, "FILL_BUDGET_S", 60.0)
+    monkeypatch.setattr(embeddings, "CHUNK", 3)               # 4 chunks of at most 3 texts
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["features"]["used"] == "tfidf" and rec["features"]["encoded"] == 10
+    assert rec["features"]["embedded"] == 10 and rec["again"] is False
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["features"] == {"used": "embeddings", "embedded": 10, "total": 10}
+    clf = store.load_model(1, rec["version"])["clf"]
+    assert type(clf.featurizer).__name__ == "SentenceEmbeddingFeaturizer"
+    assert rec["again"] is False and rec["n_labeled"] == 4
+
+
+def test_embedding_fill_stops_when_a_newer_round_waits(tiny_bert_path, tmp_path, monkeypatch):
+    from backend import embeddings, rounds, training
+    settings, store, ls = _embedding_env(tiny_bert_path, tmp_path)
+    monkeypatch.setattr(embeddings, "CHUNK", 2)
+    calls = []
+    monkeypatch.setattr(rounds.Round, "_no_newer_round", lambda self: calls.append(1) or len(calls) <= 3)
+    rec = training.run_round(1, settings, store, ls)
+    # two chunks of 2 texts, then a newer round is waiting: stop, leave the rest for later
+    assert rec["features"]["encoded"] == 4 and rec["features"]["embedded"] == 4
+    assert rec["again"] is True

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import requests
 
+from tests.conftest import CLASSIC
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("STUDIO_AL_DATA", ROOT.parent / "shared" / "data"))
 MAIN_REDIS = "redis://127.0.0.1:6379/0"
@@ -187,6 +189,7 @@ def base_env(**extra: str) -> dict:
            if not k.startswith(("AL_", "BASIC_AUTH", "REDIS", "LABEL_STUDIO", "MAX_REQUEST"))}
     env.update({"LOG_LEVEL": "INFO", "AL_LOCK_TTL": "3", "PYTHONUNBUFFERED": "1",
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    env.update(CLASSIC)  # the pipeline these tests assert (tests/conftest.py)
     env.update(extra)
     return env
 
