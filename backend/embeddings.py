@@ -6,8 +6,9 @@ ranking would hold the queue that long. So with a classifier on sentence embeddi
 (``embedding_logistic_regression``) a round first asks how many of the pool's texts are
 embedded already (the per-text cache under ``MODEL_DIR/embeddings``); until all are, it
 trains on TF-IDF (:data:`FALLBACK_CLASSIFIER`) and, after its push, embeds missing texts a
-chunk at a time for at most :data:`FILL_BUDGET_S` seconds, stopping at once when a newer round
-is waiting, and asks for another round. The round after the last chunk trains on the
+chunk at a time for at most :data:`FILL_BUDGET_S` seconds, while no newer round is waiting or
+the next round could not start yet anyway (``AL_MIN_ROUND_INTERVAL``), and asks for another
+round. The round after the last chunk trains on the
 embeddings. Progress is the round record's ``features`` field (``/status``, dashboard).
 """
 from __future__ import annotations

@@ -385,8 +385,15 @@ class Round:
         rec.again = not (mirror.complete and mirror.annotated_complete) or bool(mirror.pending)
         if self.embedder is not None:
             texts = [mirror.texts[i] for i in mirror.snapshot()[0].tolist()]
-            rec.features.update(fill_embeddings(self.embedder, texts, self._no_newer_round))
+            rec.features.update(fill_embeddings(self.embedder, texts, self._may_keep_embedding))
             rec.again = rec.again or rec.features["embedded"] < rec.features["total"]
+
+    def _may_keep_embedding(self) -> bool:
+        """Embed on while no newer round waits, and in any case until the next round could
+        start (``AL_MIN_ROUND_INTERVAL`` after this one started): that slack delays nobody,
+        so a busy project's embeddings still advance."""
+        slack = self.settings.min_round_interval - 0.5 - (time.perf_counter() - self.t0)
+        return slack > 0 or self._no_newer_round()
 
     def _refit_features(self) -> None:
         if self.bundle is None or self.model_state is None:

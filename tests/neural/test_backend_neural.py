@@ -62,7 +62,7 @@ print(r.get_json()["results"][0]["result"], "torch" in sys.modules)
     assert out.stdout.split() == ["[]", "False"]
 
 
-def _embedding_env(tiny_bert_path, tmp_path):
+def _embedding_env(tiny_bert_path, tmp_path, interval="5"):
     from tests.backend.conftest import SINGLE_CONFIG, FakeLabelStudio, make_tasks
     from tests.backend.test_training import NEG, POS, setup_project
     from al_engine.features_neural import clear_embedding_cache
@@ -70,7 +70,8 @@ def _embedding_env(tiny_bert_path, tmp_path):
     clear_embedding_cache()  # the in-memory cache is process-wide: start from an empty one
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
                                   "AL_PUSH_HEAD": "20", "AL_CLASSIFIER": "embedding_logistic_regression",
-                                  "AL_MODEL_PATH": tiny_bert_path}, validate_components=False)
+                                  "AL_MODEL_PATH": tiny_bert_path, "AL_MIN_ROUND_INTERVAL": interval},
+                                 validate_components=False)
     store = Store(settings.model_dir)
     setup_project(store)
     ls = FakeLabelStudio(make_tasks(POS + NEG))
@@ -106,7 +107,8 @@ def test_rounds_train_on_tfidf_until_the_embeddings_are_filled(tiny_bert_path, t
 
 def test_embedding_fill_stops_when_a_newer_round_waits(tiny_bert_path, tmp_path, monkeypatch):
     from backend import embeddings, rounds, training
-    settings, store, ls = _embedding_env(tiny_bert_path, tmp_path)
+    # AL_MIN_ROUND_INTERVAL=0: no slack before the next round could start
+    settings, store, ls = _embedding_env(tiny_bert_path, tmp_path, interval="0")
     monkeypatch.setattr(embeddings, "CHUNK", 2)
     calls = []
     monkeypatch.setattr(rounds.Round, "_no_newer_round", lambda self: calls.append(1) or len(calls) <= 3)
@@ -114,3 +116,15 @@ def test_embedding_fill_stops_when_a_newer_round_waits(tiny_bert_path, tmp_path,
     # two chunks of 2 texts, then a newer round is waiting: stop, leave the rest for later
     assert rec["features"]["encoded"] == 4 and rec["features"]["embedded"] == 4
     assert rec["again"] is True
+
+
+def test_embedding_fill_uses_the_slack_before_the_next_round_may_start(tiny_bert_path, tmp_path,
+                                                                        monkeypatch):
+    """A newer round always waiting (annotators labeling without pause) still lets the fill
+    run until AL_MIN_ROUND_INTERVAL after the round's start: that time delays nobody."""
+    from backend import embeddings, rounds, training
+    settings, store, ls = _embedding_env(tiny_bert_path, tmp_path, interval="60")
+    monkeypatch.setattr(embeddings, "CHUNK", 2)
+    monkeypatch.setattr(rounds.Round, "_no_newer_round", lambda self: False)
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["features"]["encoded"] == 10 and rec["features"]["embedded"] == 10
