@@ -386,7 +386,7 @@ class Round:
         if self.embedder is not None:
             texts = [mirror.texts[i] for i in mirror.snapshot()[0].tolist()]
             rec.features.update(fill_embeddings(self.embedder, texts, self._may_keep_embedding))
-            rec.again = rec.again or rec.features["embedded"] < rec.features["total"]
+            rec.again = True  # more to embed, or all done: the next round trains on them
 
     def _may_keep_embedding(self) -> bool:
         """Embed on while no newer round waits, and in any case until the next round could

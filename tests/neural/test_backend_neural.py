@@ -97,7 +97,8 @@ def test_rounds_train_on_tfidf_until_the_embeddings_are_filled(tiny_bert_path, t
     monkeypatch.setattr(embeddings, "CHUNK", 3)               # 4 chunks of at most 3 texts
     rec = training.run_round(1, settings, store, ls)
     assert rec["features"]["used"] == "tfidf" and rec["features"]["encoded"] == 10
-    assert rec["features"]["embedded"] == 10 and rec["again"] is False
+    # all embedded: this round still trained on TF-IDF, so it asks for the round that switches
+    assert rec["features"]["embedded"] == 10 and rec["again"] is True
     rec = training.run_round(1, settings, store, ls)
     assert rec["features"] == {"used": "embeddings", "embedded": 10, "total": 10}
     clf = store.load_model(1, rec["version"])["clf"]
