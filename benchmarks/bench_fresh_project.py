@@ -82,7 +82,11 @@ def main(argv=None) -> int:
             feats = st.get("features") or {}
             result["timeline"].append({"t": t, "model_version": proj.get("model_version"),
                                        "features": feats, "labeled": st.get("labeled")})
-            if (proj.get("model_version") or "").startswith("studio-al") and "first_queue_s" not in marks:
+            served = proj.get("model_version") or ""
+            # a version a round created and Label Studio serves (not "studio-al-untrained",
+            # which /setup answers before any round)
+            if served.startswith("studio-al-0") and served == st.get("model_version") \
+                    and "first_queue_s" not in marks:
                 marks["first_queue_s"] = t
                 nxt = ls.req("GET", f"/api/projects/{pid}/next")
                 result["first_task_served"] = nxt["id"]
