@@ -276,22 +276,24 @@ class Round:
                                       multi_label=cfg.multi_label)
         return clf, name, params
 
-    def _pool_features(self, ids, texts, labels):
-        """The features the round's classifier sees for every task (from the cache)."""
+    def _model_inputs(self, texts, labels):
+        """``(clf, dataset, name, params)``: the round's classifier (``_classifier``) and the
+        pool as a dataset without features yet (``_features`` adds them)."""
         from al_engine.data import Dataset
         clf, name, params = self._classifier(texts)
         ds = Dataset.from_texts(texts, labels, target_labels=list(self.cfg.labels),
                                 multi_label=self.cfg.multi_label)
+        return clf, ds, name, params
+
+    def _pool_features(self, ids, texts, labels):
+        """The features the round's classifier sees for every task (from the cache)."""
+        clf, ds, name, params = self._model_inputs(texts, labels)
         return self._features(clf, ds, ids, texts, name, params).x
 
     def _fit(self, ids, texts, labels, idx_l):
         """``(clf, dataset, proba)``, or None (with a warning) when the texts give no
         features at all (e.g. every text is empty): the round then keeps the cold order."""
-        from al_engine.data import Dataset
-        cfg = self.cfg
-        clf, name, params = self._classifier(texts)
-        ds = Dataset.from_texts(texts, labels, target_labels=list(cfg.labels),
-                                multi_label=cfg.multi_label)
+        clf, ds, name, params = self._model_inputs(texts, labels)
         try:
             ds = self._features(clf, ds, ids, texts, name, params)
         except ValueError as exc:
