@@ -632,6 +632,9 @@ def retrain(project_id: int, reason: str = "retrain",
                 args=[job_id, time.time(), status, record.get("error") or "",
                       round(time.time() - t0, 4), settings.redis_queue, pid,
                       pace_of(record), again]))
+            if action == "stale":  # declared lost meanwhile (heartbeat lapsed): requeued
+                log.warning("event=job_stale project=%s job=%s lock_lost=%s", pid, job_id,
+                            renewer.lost)
             if action == "enqueue":  # "delayed": sweep() enqueues it when it is due
                 enqueue(Queue(settings.redis_queue, connection=conn), settings, pid, "rerun",
                         next_id)

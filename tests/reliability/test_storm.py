@@ -84,8 +84,12 @@ def test_storm_of_1000_webhooks(tmp_path, main_redis, fake_ls, report):
         assert lost == [], f"{len(lost)} annotations missing from the final model: {lost[:10]}"
         assert last["n_labeled"] == N_WEBHOOKS and last["n_unlabeled"] == N_UNLABELED
         assert backend.get("/status", project=PROJECT).json()["model_version"] == last["version"]
-        # Coalescing: far fewer rounds than webhooks, and no two rounds ran at once.
-        assert len(audit) == job["runs"] and len(audit) < 60
+        # Coalescing: far fewer rounds than webhooks, and no two rounds ran at once. A round
+        # whose heartbeat lapsed (AL_LOCK_TTL=3 here; a starved CPU) is requeued under a new id:
+        # it still writes its audit line but its finish is stale and not counted in "runs".
+        assert job["runs"] <= len(audit) <= job["runs"] + job["requeued"], \
+            (len(audit), job, (tmp_path / "worker.log").read_text()[-3000:])
+        assert len(audit) < 60
         for a, b in zip(audit, audit[1:]):
             assert b["started_at"] >= a["finished_at"] - 1e-3
         ms = sorted(x * 1000 for x in latencies)
@@ -93,7 +97,7 @@ def test_storm_of_1000_webhooks(tmp_path, main_redis, fake_ls, report):
                ack_ms_p50=round(statistics.median(ms), 2),
                ack_ms_p99=round(ms[int(0.99 * len(ms)) - 1], 2), ack_ms_max=round(ms[-1], 2),
                storm_seconds=round(storm_s, 2), seconds_until_final_model=round(drained_s, 2),
-               retrains=len(audit), absorbed=job["absorbed"], lost_annotations=len(lost),
+               retrains=len(audit), absorbed=job["absorbed"], requeued=job["requeued"], lost_annotations=len(lost),
                http_5xx=sum(s >= 500 for s in statuses))
         assert ms[-1] < 100, f"slowest ack {ms[-1]:.1f} ms (p99 {ms[int(0.99 * len(ms)) - 1]:.1f})"
     finally:
