@@ -13,8 +13,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY al_engine ./al_engine
 COPY backend ./backend
-# [redis]: rq + redis for `studio-al worker` and REDIS_URL mode (docker-compose profile redis)
-RUN pip install .[redis] \
+# [redis]: rq + redis for `studio-al worker` and REDIS_URL mode (docker-compose profile redis);
+# EXTRAS=redis,neural adds the sentence-embedding default pipeline (torch, CPU wheel via
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu)
+ARG EXTRAS=redis
+ARG PIP_EXTRA_INDEX_URL
+RUN pip install .[${EXTRAS}] \
     && useradd --create-home --uid 1000 studio \
     && mkdir -p /data/model_store && chown -R studio /data
 

@@ -38,3 +38,22 @@ def test_label_studio_service_matches_the_e2e_settings():
     backend_env = dict(re.findall(r"^      ([A-Z_]+): \"?([^\"\n]*)\"?$", _compose_service("studio-al"), re.M))
     assert backend_env["LABEL_STUDIO_API_KEY"] == env["LABEL_STUDIO_USER_TOKEN"]
     assert backend_env["LABEL_STUDIO_URL"] == "http://label-studio:8080"
+
+
+def test_compose_builds_what_it_runs_reads_secrets_from_env_and_binds_the_backend_locally():
+    text = (REPO / "docker-compose.yml").read_text()
+    for name in ("studio-al", "worker"):  # an image named but not built would be pulled
+        svc = _compose_service(name)
+        assert "image: studio-al:latest" in svc and re.search(r"^    build:", svc, re.M), name
+    # no secret in the file: every token / password comes from .env (compose's ${VAR:?msg})
+    assert not re.search(r"\b[0-9a-f]{40}\b", text)
+    for key in ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_USER_TOKEN", "LABEL_STUDIO_PASSWORD"):
+        for value in re.findall(rf"^      {key}: (.*)$", text, re.M):
+            assert value.startswith("${") and ":?" in value, (key, value)
+    # the backend holds the Label Studio token: published on loopback only
+    ports = re.findall(r'^      - "([^"]+)"$', _compose_service("studio-al"), re.M)
+    assert ports == ["127.0.0.1:9090:9090"]
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert {"LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_TOKEN"} <= set(example)
+    assert ".env" in (REPO / ".gitignore").read_text().split()
