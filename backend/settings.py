@@ -249,6 +249,19 @@ class Directory(Parser):
 
 
 # ---------------------------------------------------------------------------------- declarations
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its password (and user) replaced by ``***``, for logs and /status."""
+    if not url:
+        return url
+    parsed = urlparse(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}:{parsed.port}"
+    return parsed._replace(netloc=f"***@{host}").geturl()
+
+
 def _masked(value: str | None) -> str | None:
     return "***" if value else None
 
@@ -314,13 +327,12 @@ def setting(env: str, default: str | None, parser: Parser, doc: str = "", *,
 
     The field default is ``value`` when given, else ``parser.convert(default)``.
     """
-    declared = Setting(env, default, parser, doc, default_doc, show)
-    meta = {"setting": declared}
-    if value is not None or default is None:
-        return field(default=value, metadata=meta)
-    if isinstance(parser, JsonObject):
+    meta = {"setting": Setting(env, default, parser, doc, default_doc, show)}
+    if value is None and default is not None:
+        value = parser.convert(default)
+    if isinstance(value, (dict, list)):  # a fresh one per instance
         return field(default_factory=lambda: parser.convert(default), metadata=meta)
-    return field(default=parser.convert(default), metadata=meta)
+    return field(default=value, metadata=meta)
 
 
 _STRATEGY_DOC = (
@@ -361,7 +373,7 @@ class Settings:
                                               "http://localhost:8080",
                                       short="an `http://` or `https://` URL"),
         default_doc=": the first `/setup` whose `hostname` and token work is pinned (Security)",
-        show=lambda url: redact_url(url))
+        show=redact_url)
     label_studio_api_key: str | None = setting(
         "LABEL_STUDIO_API_KEY", None, Text(), "a legacy API token; needs `LABEL_STUDIO_URL` "
         "(the key is only ever sent there)", default_doc=": the pinned token", show=_masked)
@@ -398,7 +410,7 @@ class Settings:
                                        "embedded mode",
                                short="`redis://`, `rediss://` or `unix://` URL"),
         default_doc=" (embedded mode: one gunicorn worker; rounds run in `AL_ROUND_WORKERS` "
-                    "long-lived child processes)", show=lambda url: redact_url(url))
+                    "long-lived child processes)", show=redact_url)
     basic_auth_user: str | None = setting(
         "BASIC_AUTH_USER", None, Text(), "set with `BASIC_AUTH_PASS` (both or neither); "
         "protects every route but `/health`", default_doc=" (no auth)", show=None)
@@ -511,8 +523,9 @@ def _check_push_bounds(settings: Settings) -> None:
 
 
 #: Checks over several variables, run in order by :meth:`Settings.from_env` once every
-#: variable is parsed; each raises a one-line :class:`SettingsError`. A new rule between two
-#: settings (e.g. a query strategy the classifier cannot serve) is one more function here.
+#: variable is parsed (``AL_CLASSIFIER=auto`` already resolved); each raises a one-line
+#: :class:`SettingsError`. This is the one place for a rule between two settings: the
+#: query strategy x classifier compatibility check belongs here, as one more function.
 CROSS_CHECKS: tuple[Callable[[Settings], None], ...] = (
     _check_api_key_has_url,
     _check_basic_auth_pair,
@@ -521,19 +534,6 @@ CROSS_CHECKS: tuple[Callable[[Settings], None], ...] = (
 
 
 # ---------------------------------------------------------------------------------- helpers
-def redact_url(url: str | None) -> str | None:
-    """``url`` with its password (and user) replaced by ``***``, for logs and /status."""
-    if not url:
-        return url
-    parsed = urlparse(url)
-    if parsed.password is None and parsed.username is None:
-        return url
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return parsed._replace(netloc=f"***@{host}").geturl()
-
-
 def markdown_table() -> str:
     """The README's table of variables (``python -m backend.settings`` prints it)."""
     head = ["| Variable | Default | Allowed values |", "|---|---|---|"]

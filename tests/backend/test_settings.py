@@ -173,3 +173,15 @@ def test_cross_checks_run_after_every_variable_is_parsed(monkeypatch):
     s = Settings.from_env({"AL_PUSH_HEAD": "9", "AL_PUSH_MAX": "3"}, validate_components=False)
     assert seen == [s] and s.push_max == 3
 
+
+
+def test_documented_component_names_are_registered():
+    """The README lists names by hand for the registry choices: each must be registered."""
+    import re
+
+    from al_engine.registry import available
+    from backend.settings import SETTINGS, Registered
+    for s in SETTINGS:
+        if isinstance(s.parser, Registered):
+            named = {n for n in re.findall(r"`([a-z_]+)`", s.doc)}
+            assert named and named <= set(available(s.parser.kind)), s.env
