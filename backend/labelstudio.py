@@ -177,8 +177,9 @@ class LabelStudioClient:
                 continue
             return _decode(method, path, resp)
         where = f"HTTP {failure.status}" if failure.status is not None else "no answer"
-        raise LabelStudioError(f"{method} {path} failed after {self.retries + 1} attempts ({where}): "
-                               f"{failure.body[:300]}", status=failure.status, body=failure.body)
+        raise LabelStudioError(f"{method} {path} failed after {self.retries + 1} attempts "
+                               f"({where}): {failure.body[:300]}", status=failure.status,
+                               body=failure.body)
 
     def _attempt(self, method: str, path: str, params: dict | None, body: Any,
                  timeout: float) -> requests.Response:
