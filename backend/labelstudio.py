@@ -26,13 +26,14 @@ What each call costs Label Studio 1.23.2 (SQLite, ``label-studio start``), measu
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any, Iterable
 
 import requests
 
-log = logging.getLogger(__name__)
+from backend.logs import get_logger
+
+log = get_logger("labelstudio")
 
 __all__ = ["LabelStudioClient", "LabelStudioError"]
 
@@ -74,6 +75,37 @@ def _task(t: dict) -> dict:
     return {"id": int(t["id"]), "data": t.get("data") or {},
             "annotations": [_annotation(a) for a in t.get("annotations") or []
                             if isinstance(a, dict)]}
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth another (no answer, or a 5xx)."""
+
+    def __init__(self, status: int | None, body: str, field: str = "") -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        #: the ``key=value`` of the warning logged for the attempt
+        self.field = field
+
+
+def _decode(method: str, path: str, resp: requests.Response) -> Any:
+    """The JSON body of an answer below 500 (``None`` if empty); a redirect or 4xx raises."""
+    if 300 <= resp.status_code < 400:
+        # never follow: a redirect could point anywhere (SSRF); Label Studio's API
+        # does not redirect the calls we make
+        raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code} redirect to "
+                               f"{resp.headers.get('Location', '?')[:200]!r} (not followed)",
+                               status=resp.status_code, body="")
+    if resp.status_code >= 400:
+        raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:300]}",
+                               status=resp.status_code, body=resp.text[:2000])
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError as exc:
+        raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code}: body is not JSON",
+                               status=resp.status_code, body=resp.text[:2000]) from exc
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -132,57 +164,46 @@ class LabelStudioClient:
     def _request(self, method: str, path: str, *, params: dict | None = None,
                  json: Any = None, timeout: float | None = None) -> Any:
         """Send one request with retries; return the decoded JSON body (``None`` if empty)."""
-        url = self.url + path
-        last_status: int | None = None
-        last_body = ""
+        failure = _Retryable(None, "")
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            started = time.perf_counter()
-            self.request_count += 1
             try:
-                resp = self._session.request(method, url, params=params, json=json,
-                                             timeout=timeout or self.timeout,
-                                             allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self.request_seconds += time.perf_counter() - started
-                last_status, last_body = None, f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, requests.ReadTimeout) and method not in _IDEMPOTENT:
-                    # the server got the request and may still be executing it: retrying a
-                    # POST/DELETE would duplicate predictions or hit Label Studio's DB lock
-                    raise LabelStudioError(f"{method} {path}: no answer within "
-                                           f"{timeout or self.timeout:.0f}s (not retried: the request "
-                                           f"may still be running in Label Studio)",
-                                           status=None, body=last_body) from exc
-                log.warning("labelstudio request failed method=%s path=%s attempt=%d error=%s",
-                            method, path, attempt + 1, type(exc).__name__)
+                resp = self._attempt(method, path, params, json, timeout or self.timeout)
+            except _Retryable as exc:
+                failure = exc
+                log.warning("labelstudio request failed method=%s path=%s attempt=%d %s",
+                            method, path, attempt + 1, exc.field)
                 continue
+            return _decode(method, path, resp)
+        where = f"HTTP {failure.status}" if failure.status is not None else "no answer"
+        raise LabelStudioError(f"{method} {path} failed after {self.retries + 1} attempts "
+                               f"({where}): {failure.body[:300]}", status=failure.status,
+                               body=failure.body)
+
+    def _attempt(self, method: str, path: str, params: dict | None, body: Any,
+                 timeout: float) -> requests.Response:
+        """One request (counted and timed); a failure worth another attempt raises
+        :class:`_Retryable`, an answer below 500 is returned as is."""
+        started = time.perf_counter()
+        self.request_count += 1
+        try:
+            resp = self._session.request(method, self.url + path, params=params, json=body,
+                                         timeout=timeout, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, requests.ReadTimeout) and method not in _IDEMPOTENT:
+                # the server got the request and may still be executing it: retrying a
+                # POST/DELETE would duplicate predictions or hit Label Studio's DB lock
+                raise LabelStudioError(f"{method} {path}: no answer within {timeout:.0f}s (not "
+                                       f"retried: the request may still be running in Label "
+                                       f"Studio)", status=None, body=text) from exc
+            raise _Retryable(None, text, f"error={type(exc).__name__}") from exc
+        finally:
             self.request_seconds += time.perf_counter() - started
-            if resp.status_code >= 500:
-                last_status, last_body = resp.status_code, resp.text[:2000]
-                log.warning("labelstudio request failed method=%s path=%s attempt=%d status=%d",
-                            method, path, attempt + 1, resp.status_code)
-                continue
-            if 300 <= resp.status_code < 400:
-                # never follow: a redirect could point anywhere (SSRF); Label Studio's API
-                # does not redirect the calls we make
-                raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code} redirect to "
-                                       f"{resp.headers.get('Location', '?')[:200]!r} (not followed)",
-                                       status=resp.status_code, body="")
-            if resp.status_code >= 400:
-                raise LabelStudioError(
-                    f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:300]}",
-                    status=resp.status_code, body=resp.text[:2000])
-            if not resp.content:
-                return None
-            try:
-                return resp.json()
-            except ValueError as exc:
-                raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code}: body is not JSON",
-                                       status=resp.status_code, body=resp.text[:2000]) from exc
-        where = f"HTTP {last_status}" if last_status is not None else "no answer"
-        raise LabelStudioError(f"{method} {path} failed after {self.retries + 1} attempts ({where}): "
-                               f"{last_body[:300]}", status=last_status, body=last_body)
+        if resp.status_code >= 500:
+            raise _Retryable(resp.status_code, resp.text[:2000], f"status={resp.status_code}")
+        return resp
 
     # ------------------------------------------------------------------ API
     def get_project(self, project_id: int) -> dict:

@@ -1,13 +1,26 @@
-"""Logging set-up shared by the web process, the training child process and RQ workers."""
+"""Logging set-up shared by the web process, the training child process and RQ workers.
+
+Every backend logger is a child of :data:`ROOT` (``studio_al.<component>``, see
+:func:`get_logger`), so :func:`configure_logging` gives all of them ``LOG_LEVEL`` and the
+``key=value`` line format; a logger outside that tree would keep Python's defaults.
+"""
 from __future__ import annotations
 
 import logging
 import sys
 
+#: The root of the backend's logger tree.
+ROOT = "studio_al"
+
+
+def get_logger(component: str) -> logging.Logger:
+    """The logger ``studio_al.<component>`` (configured by :func:`configure_logging`)."""
+    return logging.getLogger(f"{ROOT}.{component}")
+
 
 def configure_logging(level: str) -> None:
     """Structured key=value lines on stderr for the ``studio_al`` loggers."""
-    logger = logging.getLogger("studio_al")
+    logger = logging.getLogger(ROOT)
     logger.setLevel(level)
     if not any(getattr(h, "_studio_al", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -6,6 +6,7 @@ test_fuzz_openapi.py``) drives every operation with schemathesis and requires ze
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -66,10 +67,116 @@ WEBHOOK_ACTIONS = [
 ]
 
 
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _json_body(schema: dict) -> dict:
+    return {"required": True, **_json(schema)}
+
+
+def _object(required: list[str], properties: dict) -> dict:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _query_project() -> list[dict]:
+    return [{"name": "project", "in": "query", "required": False, "schema": {"type": "string"}}]
+
+
+def _health() -> dict:
+    return {"get": {
+        "operationId": "health", "security": [],
+        "summary": "Liveness; degraded=true while Redis is unreachable",
+        "responses": {"200": {"description": "up", **_json(_object(["status", "model_class"], {
+            "status": {"type": "string", "enum": ["UP"]},
+            "model_class": {"type": "string"},
+            "mode": {"type": "string", "enum": ["embedded", "redis"]},
+            "degraded": {"type": "boolean"},
+            "redis": {"type": "string", "enum": ["ok", "down"]}}))}}}}
+
+
+def _setup() -> dict:
+    return {"post": {
+        "operationId": "setup", "summary": "Store a project's label config",
+        "requestBody": _json_body(_object(["project", "schema"], {
+            "project": PROJECT_REF, "schema": {"type": "string"},
+            "hostname": {"type": "string"}, "access_token": {"type": "string"},
+            "extra_params": {"nullable": True}})),
+        "responses": {"200": {"description": "the serving model version", **_json(_object(
+            ["model_version"], {"model_version": {"type": "string"}}))},
+            **_errors(400, 401, 403, 413, 415, 422)}}}
+
+
+def _predict() -> dict:
+    return {"post": {
+        "operationId": "predict", "summary": "One prediction per task, same order",
+        "requestBody": _json_body(_object(["tasks"], {
+            "tasks": {"type": "array", "items": TASK},
+            "project": PROJECT_REF, "label_config": {"type": "string"},
+            "params": ANY_OBJECT})),
+        "responses": {"200": {"description": "predictions", **_json(_object(
+            ["results", "model_version"], {
+                "results": {"type": "array", "items": PREDICTION},
+                "model_version": {"type": "string"}}))},
+            **_errors(400, 401, 409, 413, 415, 422)}}}
+
+
+def _webhook() -> dict:
+    return {"post": {
+        "operationId": "webhook",
+        "summary": "Label Studio events (hints: ids to re-read); recorded durably, "
+                   "retrains queued",
+        "parameters": [{"name": "X-Studio-AL-Signature", "in": "header",
+                        "required": False, "schema": {"type": "string"},
+                        "description": "set by Label Studio's subscription once the "
+                                       "backend signed it"}],
+        "requestBody": _json_body(_object(["action"], {
+            "action": {"type": "string", "enum": WEBHOOK_ACTIONS},
+            "project": PROJECT_REF,
+            "annotation": ANY_OBJECT, "task": ANY_OBJECT,
+            "annotations": {"type": "array", "items": ANY_OBJECT},
+            "tasks": {"type": "array", "items": ANY_OBJECT}})),
+        "responses": {"200": {"description": "acknowledged", **_json(_object(
+            ["status", "action"], {
+                "status": {"type": "string", "enum": [
+                    "queued", "running", "deferred", "recorded", "ignored"]},
+                "action": {"type": "string"}, "detail": {"type": "string"}}))},
+            **_errors(400, 401, 413, 415, 503)}}}
+
+
+def _versions() -> dict:
+    return {"get": {
+        "operationId": "versions", "summary": "Model versions on disk",
+        "parameters": _query_project(),
+        "responses": {"200": {"description": "versions", **_json(_object(["versions"], {
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "current": {"type": "string", "nullable": True}}))},
+            **_errors(400, 401)}}}
+
+
+def _status() -> dict:
+    return {"get": {
+        "operationId": "status",
+        "summary": "Per project: version, counts, last round, job state and ETA",
+        "parameters": _query_project(),
+        "responses": {"200": {"description": "status", **_json(ANY_OBJECT)},
+                      **_errors(400, 401, 404)}}}
+
+
+def _openapi() -> dict:
+    return {"get": {
+        "operationId": "openapi", "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.0", **_json(ANY_OBJECT)},
+                      **_errors(401)}}}
+
+
+#: Each route's path item, in the document's order.
+PATHS = {"/health": _health, "/setup": _setup, "/predict": _predict, "/webhook": _webhook,
+         "/versions": _versions, "/status": _status, "/openapi.json": _openapi}
+
+
 def spec() -> dict[str, Any]:
-    """The OpenAPI document (a fresh dict)."""
-    any_object = {"type": "object", "additionalProperties": True}
-    return {
+    """The OpenAPI document (a fresh dict: changing it leaves the next call's alone)."""
+    return copy.deepcopy({
         "openapi": "3.0.3",
         "info": {"title": "studio-al ML backend", "version": "1.0",
                  "description": "Label Studio ML backend protocol plus status routes. Basic "
@@ -80,80 +187,5 @@ def spec() -> dict[str, Any]:
                                   "properties": {"error": {"type": "string"}}}},
         },
         "security": [{"basicAuth": []}, {}],
-        "paths": {
-            "/health": {"get": {
-                "operationId": "health", "security": [],
-                "summary": "Liveness; degraded=true while Redis is unreachable",
-                "responses": {"200": {"description": "up", **_json({
-                    "type": "object", "required": ["status", "model_class"], "properties": {
-                        "status": {"type": "string", "enum": ["UP"]},
-                        "model_class": {"type": "string"},
-                        "mode": {"type": "string", "enum": ["embedded", "redis"]},
-                        "degraded": {"type": "boolean"},
-                        "redis": {"type": "string", "enum": ["ok", "down"]}}})}}}},
-            "/setup": {"post": {
-                "operationId": "setup", "summary": "Store a project's label config",
-                "requestBody": {"required": True, **_json({
-                    "type": "object", "required": ["project", "schema"], "properties": {
-                        "project": PROJECT_REF, "schema": {"type": "string"},
-                        "hostname": {"type": "string"}, "access_token": {"type": "string"},
-                        "extra_params": {"nullable": True}}})},
-                "responses": {"200": {"description": "the serving model version", **_json({
-                    "type": "object", "required": ["model_version"],
-                    "properties": {"model_version": {"type": "string"}}})},
-                    **_errors(400, 401, 403, 413, 415, 422)}}},
-            "/predict": {"post": {
-                "operationId": "predict", "summary": "One prediction per task, same order",
-                "requestBody": {"required": True, **_json({
-                    "type": "object", "required": ["tasks"], "properties": {
-                        "tasks": {"type": "array", "items": TASK},
-                        "project": PROJECT_REF, "label_config": {"type": "string"},
-                        "params": any_object}})},
-                "responses": {"200": {"description": "predictions", **_json({
-                    "type": "object", "required": ["results", "model_version"], "properties": {
-                        "results": {"type": "array", "items": PREDICTION},
-                        "model_version": {"type": "string"}}})},
-                    **_errors(400, 401, 409, 413, 415, 422)}}},
-            "/webhook": {"post": {
-                "operationId": "webhook",
-                "summary": "Label Studio events (hints: ids to re-read); recorded durably, "
-                           "retrains queued",
-                "parameters": [{"name": "X-Studio-AL-Signature", "in": "header",
-                                "required": False, "schema": {"type": "string"},
-                                "description": "set by Label Studio's subscription once the "
-                                               "backend signed it"}],
-                "requestBody": {"required": True, **_json({
-                    "type": "object", "required": ["action"], "properties": {
-                        "action": {"type": "string", "enum": WEBHOOK_ACTIONS},
-                        "project": PROJECT_REF,
-                        "annotation": any_object, "task": any_object,
-                        "annotations": {"type": "array", "items": any_object},
-                        "tasks": {"type": "array", "items": any_object}}})},
-                "responses": {"200": {"description": "acknowledged", **_json({
-                    "type": "object", "required": ["status", "action"], "properties": {
-                        "status": {"type": "string", "enum": [
-                            "queued", "running", "deferred", "recorded", "ignored"]},
-                        "action": {"type": "string"}, "detail": {"type": "string"}}})},
-                    **_errors(400, 401, 413, 415, 503)}}},
-            "/versions": {"get": {
-                "operationId": "versions", "summary": "Model versions on disk",
-                "parameters": [{"name": "project", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "versions", **_json({
-                    "type": "object", "required": ["versions"], "properties": {
-                        "versions": {"type": "array", "items": {"type": "string"}},
-                        "current": {"type": "string", "nullable": True}}})},
-                    **_errors(400, 401)}}},
-            "/status": {"get": {
-                "operationId": "status",
-                "summary": "Per project: version, counts, last round, job state and ETA",
-                "parameters": [{"name": "project", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "status", **_json(any_object)},
-                              **_errors(400, 401, 404)}}},
-            "/openapi.json": {"get": {
-                "operationId": "openapi", "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.0", **_json(any_object)},
-                              **_errors(401)}}},
-        },
-    }
+        "paths": {path: item() for path, item in PATHS.items()},
+    })

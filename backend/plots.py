@@ -32,6 +32,111 @@ def _fmt(v: float) -> str:
     return f"{int(v)}" if float(v).is_integer() else f"{v:g}"
 
 
+#: Plot margins in pixels: left (y tick labels), right, top, bottom (x ticks and axis label).
+MARGINS = (48, 16, 14, 38)
+
+
+class _Frame:
+    """The plot area of a ``width`` x ``height`` SVG and its data-to-pixel scales.
+
+    ``x`` runs from 0 to the largest label count (or the labels-needed target, at most 3x the
+    labels so far, when a fit is drawn) rounded up to a tick; ``y`` from a tenth below the
+    lowest score (not below 0) to 1.
+    """
+
+    def __init__(self, pts: list[dict], fit: dict | None, target: int | None, width: int,
+                 height: int) -> None:
+        self.width, self.height = width, height
+        self.left, right, self.top, bottom = MARGINS
+        self.pw, self.ph = width - self.left - right, height - self.top - bottom
+        xs = [p["labeled"] for p in pts]
+        x_hi = max(xs)
+        if fit and target:
+            x_hi = max(x_hi, min(int(target), 3 * max(xs)))
+        self.x_lo = 0
+        self.xt = _nice_ticks(self.x_lo, x_hi)
+        self.x_hi = max(x_hi, self.xt[-1])
+        ys = [p[k] for p in pts for k in ("accuracy", "macro_f1") if p.get(k) is not None]
+        y_lo = max(0.0, math.floor(min(ys) * 10) / 10 - 0.1) if ys else 0.0
+        self.yt = _nice_ticks(y_lo, 1.0, 5)
+        self.y_lo = min(y_lo, self.yt[0])
+
+    def sx(self, v: float) -> float:
+        return round(self.left + (v - self.x_lo) / ((self.x_hi - self.x_lo) or 1) * self.pw, 1)
+
+    def sy(self, v: float) -> float:
+        return round(self.top + (1.0 - (v - self.y_lo) / ((1.0 - self.y_lo) or 1)) * self.ph, 1)
+
+
+def _svg_open(width: int, height: int) -> list[str]:
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" id="learning-curve" role="img" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'font-family="sans-serif" font-size="11">',
+            "<title>Learning curve: cross-validated accuracy and macro-F1 per round</title>"]
+
+
+def _axes(f: _Frame) -> list[str]:
+    """Horizontal grid lines with the y ticks, the x ticks, the frame and the x-axis label."""
+    out = [f'<line x1="{f.left}" x2="{f.left + f.pw}" y1="{f.sy(v)}" y2="{f.sy(v)}" '
+           f'stroke="#e5e5e5"/><text x="{f.left - 6}" y="{f.sy(v) + 4}" text-anchor="end">'
+           f'{_fmt(v)}</text>' for v in f.yt]
+    out += [f'<line x1="{f.sx(v)}" x2="{f.sx(v)}" y1="{f.top + f.ph}" y2="{f.top + f.ph + 4}" '
+            f'stroke="#333"/><text x="{f.sx(v)}" y="{f.top + f.ph + 16}" '
+            f'text-anchor="middle">{_fmt(v)}</text>' for v in f.xt]
+    out.append(f'<rect x="{f.left}" y="{f.top}" width="{f.pw}" height="{f.ph}" fill="none" '
+               f'stroke="#333"/><text x="{f.left + f.pw / 2}" y="{f.height - 4}" '
+               f'text-anchor="middle">labeled tasks</text>')
+    return out
+
+
+def _fit(f: _Frame, fit: dict, target: int, first_labeled: float) -> list[str]:
+    """The dashed power law from the first point to the frame's end, and the target marker."""
+    a, b, c = float(fit["a"]), float(fit["b"]), float(fit["c"])
+    n0, n1 = max(1.0, float(first_labeled)), float(f.x_hi)
+    curve = []
+    for i in range(41):
+        n = n0 + (n1 - n0) * i / 40
+        curve.append(f"{f.sx(n)},{f.sy(min(1.0, max(f.y_lo, a - b * n ** (-c))))}")
+    out = [f'<polyline class="fit" points="{" ".join(curve)}" fill="none" '
+           f'stroke="#888" stroke-dasharray="4 3"><title>fitted accuracy '
+           f'{escape(f"{a:.3f} - {b:.3f} n^-{c:.3f}")}</title></polyline>']
+    if target <= f.x_hi:
+        out.append(f'<line x1="{f.sx(target)}" x2="{f.sx(target)}" y1="{f.top}" '
+                   f'y2="{f.top + f.ph}" stroke="#888" stroke-dasharray="1 3"/><text '
+                   f'x="{f.sx(target) - 4}" y="{f.top + 12}" text-anchor="end" fill="#555">'
+                   f'labels needed {int(target)}</text>')
+    return out
+
+
+def _series(f: _Frame, pts: list[dict]) -> list[str]:
+    """One line per score with a marker (and a tooltip) per round."""
+    out = []
+    for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        color = SERIES_COLORS[key]
+        series = [(p["labeled"], p[key], p.get("round")) for p in pts if p.get(key) is not None]
+        if not series:
+            continue
+        line = " ".join(f"{f.sx(x)},{f.sy(y)}" for x, y, _ in series)
+        out.append(f'<polyline class="series {key}" points="{line}" fill="none" '
+                   f'stroke="{color}" stroke-width="2"/>')
+        out += [f'<circle cx="{f.sx(x)}" cy="{f.sy(y)}" r="3" fill="{color}"><title>round '
+                f'{escape(str(r))}: {label} {y:.3f} at {x} labels</title></circle>'
+                for x, y, r in series]
+    return out
+
+
+def _legend(f: _Frame) -> list[str]:
+    lx = f.left + 10
+    out = []
+    for i, (key, label) in enumerate((("accuracy", "accuracy (k-fold CV)"),
+                                      ("macro_f1", "macro-F1 (k-fold CV)"))):
+        y = f.top + f.ph - 30 + 14 * i
+        out.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{y}" y2="{y}" '
+                   f'stroke="{SERIES_COLORS[key]}" stroke-width="2"/><text x="{lx + 24}" '
+                   f'y="{y + 4}">{label}</text>')
+    return out
+
+
 def learning_curve_svg(points: list[dict], fit: dict | None = None, target: int | None = None,
                        width: int = 640, height: int = 260) -> str:
     """Accuracy and macro-F1 against the number of labels, one marker per round.
@@ -51,78 +156,17 @@ def learning_curve_svg(points: list[dict], fit: dict | None = None, target: int 
     str
         An ``<svg>`` element (``role="img"``, ``id="learning-curve"``).
     """
-    left, right, top, bottom = 48, 16, 14, 38
-    pw, ph = width - left - right, height - top - bottom
     pts = [p for p in points if p.get("labeled") is not None
            and (p.get("accuracy") is not None or p.get("macro_f1") is not None)]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="learning-curve" role="img" '
-           f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'font-family="sans-serif" font-size="11">',
-           "<title>Learning curve: cross-validated accuracy and macro-F1 per round</title>"]
+    out = _svg_open(width, height)
     if not pts:
         out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
                    "no cross-validated rounds yet</text></svg>")
         return "".join(out)
-    xs = [p["labeled"] for p in pts]
-    x_hi = max(xs)
-    if fit and target:
-        x_hi = max(x_hi, min(int(target), 3 * max(xs)))
-    x_lo = 0
-    xt = _nice_ticks(x_lo, x_hi)
-    x_hi = max(x_hi, xt[-1])
-    ys = [p[k] for p in pts for k in ("accuracy", "macro_f1") if p.get(k) is not None]
-    y_lo = max(0.0, math.floor(min(ys) * 10) / 10 - 0.1) if ys else 0.0
-    yt = _nice_ticks(y_lo, 1.0, 5)
-    y_lo = min(y_lo, yt[0])
-
-    def sx(v: float) -> float:
-        return round(left + (v - x_lo) / ((x_hi - x_lo) or 1) * pw, 1)
-
-    def sy(v: float) -> float:
-        return round(top + (1.0 - (v - y_lo) / ((1.0 - y_lo) or 1)) * ph, 1)
-
-    for v in yt:
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(v)}" y2="{sy(v)}" stroke="#e5e5e5"/>'
-                   f'<text x="{left - 6}" y="{sy(v) + 4}" text-anchor="end">{_fmt(v)}</text>')
-    for v in xt:
-        out.append(f'<line x1="{sx(v)}" x2="{sx(v)}" y1="{top + ph}" y2="{top + ph + 4}" '
-                   f'stroke="#333"/><text x="{sx(v)}" y="{top + ph + 16}" '
-                   f'text-anchor="middle">{_fmt(v)}</text>')
-    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>'
-               f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">labeled tasks'
-               f'</text>')
+    frame = _Frame(pts, fit, target, width, height)
+    out += _axes(frame)
     if fit and target and all(k in fit for k in ("a", "b", "c")):
-        a, b, c = float(fit["a"]), float(fit["b"]), float(fit["c"])
-        n0 = max(1.0, float(min(xs)))
-        n1 = float(x_hi)
-        curve = []
-        for i in range(41):
-            n = n0 + (n1 - n0) * i / 40
-            curve.append(f"{sx(n)},{sy(min(1.0, max(y_lo, a - b * n ** (-c))))}")
-        out.append(f'<polyline class="fit" points="{" ".join(curve)}" fill="none" '
-                   f'stroke="#888" stroke-dasharray="4 3"><title>fitted accuracy '
-                   f'{escape(f"{a:.3f} - {b:.3f} n^-{c:.3f}")}</title></polyline>')
-        if target <= x_hi:
-            out.append(f'<line x1="{sx(target)}" x2="{sx(target)}" y1="{top}" y2="{top + ph}" '
-                       f'stroke="#888" stroke-dasharray="1 3"/><text x="{sx(target) - 4}" '
-                       f'y="{top + 12}" text-anchor="end" fill="#555">labels needed '
-                       f'{int(target)}</text>')
-    for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-        color = SERIES_COLORS[key]
-        series = [(p["labeled"], p[key], p.get("round")) for p in pts if p.get(key) is not None]
-        if not series:
-            continue
-        line = " ".join(f"{sx(x)},{sy(y)}" for x, y, _ in series)
-        out.append(f'<polyline class="series {key}" points="{line}" fill="none" stroke="{color}" '
-                   f'stroke-width="2"/>')
-        for x, y, r in series:
-            out.append(f'<circle cx="{sx(x)}" cy="{sy(y)}" r="3" fill="{color}"><title>round '
-                       f'{escape(str(r))}: {label} {y:.3f} at {x} labels</title></circle>')
-    lx = left + 10
-    for i, (key, label) in enumerate((("accuracy", "accuracy (k-fold CV)"),
-                                      ("macro_f1", "macro-F1 (k-fold CV)"))):
-        y = top + ph - 30 + 14 * i
-        out.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{y}" y2="{y}" stroke="{SERIES_COLORS[key]}"'
-                   f' stroke-width="2"/><text x="{lx + 24}" y="{y + 4}">{label}</text>')
+        out += _fit(frame, fit, target, min(p["labeled"] for p in pts))
+    out += _series(frame, pts) + _legend(frame)
     out.append("</svg>")
     return "".join(out)

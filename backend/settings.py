@@ -1,8 +1,17 @@
-"""Every environment variable of the backend, parsed and validated once, into a frozen dataclass.
+"""Every environment variable of the backend, declared once, parsed and validated into a frozen
+dataclass.
+
+Each field of :class:`Settings` is one variable: :func:`setting` gives its name, its default
+(the raw string, as it would be written in the environment), its :class:`Parser` (conversion,
+allowed values, the text of the error) and a one-line doc. Everything else is derived from
+those declarations: the field defaults, :data:`ENV_DEFAULTS`, :meth:`Settings.from_env`,
+:meth:`Settings.public` and the README's table (:func:`markdown_table`, printed by
+``python -m backend.settings``; ``tests/backend/test_settings.py`` checks the README holds it).
 
 A bad value stops start-up with a one-line :class:`SettingsError` that names the variable and
 the allowed values, e.g. ``AL_QUERY_STRATEGY='foo' is invalid; allowed: breaking_ties, ...``.
 An empty string counts as unset (docker-compose writes ``VAR=`` for an unset variable).
+Checks that involve two variables run once every variable is parsed: :data:`CROSS_CHECKS`.
 """
 from __future__ import annotations
 
@@ -10,251 +19,236 @@ import inspect
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
-#: Every variable read by :meth:`Settings.from_env`, with its default (for docs and tests).
-ENV_DEFAULTS: dict[str, str | None] = {
-    "LABEL_STUDIO_URL": None,
-    "LABEL_STUDIO_API_KEY": None,
-    "AL_QUERY_STRATEGY": "diverse_mini_batch",
-    "AL_QUERY_PARAMS": "{}",
-    "AL_CLASSIFIER": "auto",
-    "AL_CLASSIFIER_PARAMS": "{}",
-    "AL_STOPPING_CRITERION": "kappa_average",
-    "AL_STOPPING_PARAMS": "{}",
-    "AL_INIT_STRATEGY": "typiclust",
-    "AL_BATCH_SIZE": "10",
-    "AL_MIN_ANNOTATIONS": "1",
-    "AL_MODEL_PATH": None,
-    "MODEL_DIR": "./model_store",
-    "REDIS_URL": None,
-    "BASIC_AUTH_USER": None,
-    "BASIC_AUTH_PASS": None,
-    "LOG_LEVEL": "INFO",
-    "AL_KEEP_PREDICTION_HISTORY": "false",
-    "AL_SEED": "0",
-    "REDIS_QUEUE": "studio-al",
-    "AL_JOB_TIMEOUT": "600",
-    "AL_LOCK_TTL": "15",
-    "LABEL_STUDIO_TIMEOUT": "30",
-    "LABEL_STUDIO_RETRIES": "3",
-    "MAX_REQUEST_MB": "16",
-    "AL_PUSH_FIRST": "4",
-    "AL_PUSH_HEAD": "6",
-    "AL_PUSH_MAX": "200",
-    "AL_PUSH_ALL": "false",
-    "AL_MIN_ROUND_INTERVAL": "5",
-    "AL_ROUND_WORKERS": "2",
-}
-
 
 class SettingsError(ValueError):
     """A configuration value is invalid. The message is one line naming the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration. Build it with :meth:`from_env`."""
+class Invalid(ValueError):
+    """Raised by a :class:`Parser` for a value it does not allow; ``detail`` is appended to
+    the message in parentheses (e.g. the JSON decoder's complaint)."""
 
-    label_studio_url: str | None = None
-    label_studio_api_key: str | None = None
-    query_strategy: str = "diverse_mini_batch"
-    query_params: dict = field(default_factory=dict)
-    classifier: str = "linear_svc"
-    classifier_params: dict = field(default_factory=dict)
-    stopping_criterion: str = "kappa_average"
-    stopping_params: dict = field(default_factory=dict)
-    init_strategy: str = "typiclust"
-    batch_size: int = 10
-    min_annotations: int = 1
-    model_path: str | None = None
-    model_dir: str = "./model_store"
-    redis_url: str | None = None
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = None
-    log_level: str = "INFO"
-    keep_prediction_history: bool = False
-    seed: int = 0
-    redis_queue: str = "studio-al"
-    job_timeout: int = 600
-    lock_ttl: int = 15
-    label_studio_timeout: float = 30.0
-    label_studio_retries: int = 3
-    max_request_mb: int = 16
-    push_first: int = 4
-    push_head: int = 6
-    push_max: int = 200
-    push_all: bool = False
-    min_round_interval: float = 5.0
-    round_workers: int = 2
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
 
-    @property
-    def basic_auth(self) -> bool:
-        return self.basic_auth_user is not None
 
-    def public(self) -> dict[str, Any]:
-        """The settings without secrets, for /status and logs."""
-        return {
-            "label_studio_url": redact_url(self.label_studio_url),
-            "label_studio_api_key": "***" if self.label_studio_api_key else None,
-            "query_strategy": self.query_strategy, "query_params": self.query_params,
-            "classifier": self.classifier, "classifier_params": self.classifier_params,
-            "stopping_criterion": self.stopping_criterion, "stopping_params": self.stopping_params,
-            "init_strategy": self.init_strategy, "batch_size": self.batch_size,
-            "min_annotations": self.min_annotations, "model_path": self.model_path,
-            "model_dir": self.model_dir, "mode": "redis" if self.redis_url else "embedded",
-            "basic_auth": self.basic_auth, "log_level": self.log_level,
-            "keep_prediction_history": self.keep_prediction_history, "seed": self.seed,
-            "redis_url": redact_url(self.redis_url), "redis_queue": self.redis_queue,
-            "job_timeout": self.job_timeout, "lock_ttl": self.lock_ttl,
-            "label_studio_timeout": self.label_studio_timeout,
-            "label_studio_retries": self.label_studio_retries,
-            "max_request_mb": self.max_request_mb, "push_first": self.push_first,
-            "push_head": self.push_head, "push_max": self.push_max, "push_all": self.push_all,
-            "min_round_interval": self.min_round_interval, "round_workers": self.round_workers,
-        }
+# ---------------------------------------------------------------------------------- parsers
+class Parser:
+    """Turns the raw string of one variable into its value.
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, validate_components: bool = True
-                 ) -> "Settings":
-        """Parse and validate every variable of ``environ`` (default ``os.environ``).
+    :meth:`convert` is pure (no registry, no file system): it also makes the field default.
+    :meth:`parse` may look further (registry names, existing folders). Both raise
+    :class:`Invalid`; :meth:`allowed` is the text of the error, :attr:`short` the README's.
+    """
 
-        With ``validate_components`` the strategy, classifier, stopping criterion and
-        initialization are built once with their parameters, so that a bad parameter is
-        reported at start-up rather than at the first retrain.
+    #: README text of the allowed values ("" when the doc line says it all).
+    short = ""
 
-        Raises
-        ------
-        SettingsError
-            One line: the variable, its value and the allowed values.
-        """
-        env = os.environ if environ is None else environ
+    def convert(self, raw: str) -> Any:
+        return raw
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            if value is None or value.strip() == "":
-                return ENV_DEFAULTS[name]
-            return value.strip()
+    def parse(self, raw: str) -> Any:
+        return self.convert(raw)
 
+    def allowed(self) -> str:
+        return "any text"
+
+
+class Text(Parser):
+    """Any string (tokens, user names)."""
+
+
+class Url(Parser):
+    """A URL with one of ``schemes``; with ``need_host`` it must name a host."""
+
+    def __init__(self, schemes: tuple[str, ...], allowed: str, short: str,
+                 need_host: bool = False) -> None:
+        self.schemes = schemes
+        self.allowed_text = allowed
+        self.short = short
+        self.need_host = need_host
+
+    def convert(self, raw: str) -> str:
+        parsed = urlparse(raw)
+        if parsed.scheme not in self.schemes or (self.need_host and not parsed.netloc):
+            raise Invalid()
+        return raw.rstrip("/") if self.need_host else raw
+
+    def allowed(self) -> str:
+        return self.allowed_text
+
+
+class Registered(Parser):
+    """A name registered in :mod:`al_engine.registry` under ``kind``; with ``auto`` also
+    ``auto``, resolved to :func:`al_engine.registry.default_pipeline`'s choice."""
+
+    def __init__(self, kind: str, auto: bool = False) -> None:
+        self.kind = kind
+        self.auto = auto
+
+    def parse(self, raw: str) -> str:
         from al_engine.registry import available, default_pipeline
+        if self.auto and raw == "auto":
+            return default_pipeline()[self.kind]
+        if raw not in available(self.kind):
+            raise Invalid()
+        return raw
 
-        def choice(name: str, kind: str) -> str:
-            value = get(name)
-            allowed = available(kind)
-            if value not in allowed:
-                extra = "auto, " if name == "AL_CLASSIFIER" else ""
-                raise SettingsError(f"{name}={value!r} is invalid; allowed: {extra}{', '.join(allowed)}")
-            return value
+    def allowed(self) -> str:
+        from al_engine.registry import available
+        return ("auto, " if self.auto else "") + ", ".join(available(self.kind))
 
-        url = get("LABEL_STUDIO_URL")
-        if url is not None:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise SettingsError(f"LABEL_STUDIO_URL={url!r} is invalid; allowed: an http:// or "
-                                    "https:// URL such as http://localhost:8080")
-            url = url.rstrip("/")
-        if get("LABEL_STUDIO_API_KEY") is not None and url is None:
-            raise SettingsError("LABEL_STUDIO_API_KEY is set while LABEL_STUDIO_URL is unset; "
-                                "allowed: set both (the key is only ever sent to that URL) or "
-                                "neither (Label Studio's first /setup is trusted)")
-        redis_url = get("REDIS_URL")
-        if redis_url is not None and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise SettingsError(f"REDIS_URL={redis_url!r} is invalid; allowed: a redis://, "
-                                "rediss:// or unix:// URL, or unset for embedded mode")
-        user, password = get("BASIC_AUTH_USER"), get("BASIC_AUTH_PASS")
-        if (user is None) != (password is None):
-            missing = "BASIC_AUTH_PASS" if password is None else "BASIC_AUTH_USER"
-            raise SettingsError(f"{missing} is unset while "
-                                f"{'BASIC_AUTH_USER' if password is None else 'BASIC_AUTH_PASS'} "
-                                "is set; allowed: set both or neither")
-        level = get("LOG_LEVEL").upper()
-        if level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL={get('LOG_LEVEL')!r} is invalid; allowed: "
-                                f"{', '.join(LOG_LEVELS)}")
-        model_path = get("AL_MODEL_PATH")
-        if model_path is not None and not os.path.isdir(model_path):
-            raise SettingsError(f"AL_MODEL_PATH={model_path!r} is invalid; allowed: an existing "
-                                "model folder, or unset")
-        queue = get("REDIS_QUEUE")
-        if not _QUEUE_RE.fullmatch(queue):
-            raise SettingsError(f"REDIS_QUEUE={queue!r} is invalid; allowed: 1-64 characters "
-                                "from A-Z a-z 0-9 _ . - (the RQ queue name and Redis key prefix)")
-        ls_timeout = get("LABEL_STUDIO_TIMEOUT")
+
+class OneOf(Parser):
+    """One of fixed ``values``, compared in upper case."""
+
+    def __init__(self, values: tuple[str, ...]) -> None:
+        self.values = values
+        self.short = ", ".join(f"`{v}`" for v in values)
+
+    def convert(self, raw: str) -> str:
+        if raw.upper() not in self.values:
+            raise Invalid()
+        return raw.upper()
+
+    def allowed(self) -> str:
+        return ", ".join(self.values)
+
+
+class JsonObject(Parser):
+    """A JSON object (the parameters of a component)."""
+
+    short = "a JSON object"
+
+    def convert(self, raw: str) -> dict:
         try:
-            ls_timeout_f = float(ls_timeout)
-        except ValueError:
-            ls_timeout_f = -1.0
-        if not 0 < ls_timeout_f <= 3600:
-            raise SettingsError(f"LABEL_STUDIO_TIMEOUT={ls_timeout!r} is invalid; allowed: "
-                                "seconds, a number > 0 and <= 3600")
-        interval = get("AL_MIN_ROUND_INTERVAL")
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise Invalid(exc.msg) from None
+        if not isinstance(value, dict):
+            raise Invalid()
+        return value
+
+    def allowed(self) -> str:
+        return 'a JSON object such as {"key": 1}'
+
+
+class Int(Parser):
+    """A base-10 integer ``>= minimum``."""
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+        self.short = f"integer ≥ {minimum}"
+
+    def convert(self, raw: str) -> int:
         try:
-            interval_f = float(interval)
+            value = int(raw, 10)
         except ValueError:
-            interval_f = -1.0
-        if not 0 <= interval_f <= 3600:
-            raise SettingsError(f"AL_MIN_ROUND_INTERVAL={interval!r} is invalid; allowed: "
-                                "seconds between two round starts of a project, 0 to 3600")
-        push_head = _int("AL_PUSH_HEAD", get("AL_PUSH_HEAD"), minimum=1)
-        push_max = _int("AL_PUSH_MAX", get("AL_PUSH_MAX"), minimum=1)
-        if push_max < push_head:
-            raise SettingsError(f"AL_PUSH_MAX={push_max} is invalid; allowed: an integer >= "
-                                f"AL_PUSH_HEAD ({push_head})")
-        model_dir = get("MODEL_DIR")
-        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-            raise SettingsError(f"MODEL_DIR={model_dir!r} is invalid; allowed: a directory "
-                                "(created if missing), not a file")
+            raise Invalid() from None
+        if value < self.minimum:
+            raise Invalid()
+        return value
 
-        settings = cls(
-            label_studio_url=url,
-            label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
-            query_strategy=choice("AL_QUERY_STRATEGY", "query_strategy"),
-            query_params=_json_object("AL_QUERY_PARAMS", get("AL_QUERY_PARAMS")),
-            classifier=default_pipeline()["classifier"] if get("AL_CLASSIFIER") == "auto" else
-            choice("AL_CLASSIFIER", "classifier"),
-            classifier_params=_json_object("AL_CLASSIFIER_PARAMS", get("AL_CLASSIFIER_PARAMS")),
-            stopping_criterion=choice("AL_STOPPING_CRITERION", "stopping_criterion"),
-            stopping_params=_json_object("AL_STOPPING_PARAMS", get("AL_STOPPING_PARAMS")),
-            init_strategy=choice("AL_INIT_STRATEGY", "initialization"),
-            batch_size=_int("AL_BATCH_SIZE", get("AL_BATCH_SIZE"), minimum=1),
-            min_annotations=_int("AL_MIN_ANNOTATIONS", get("AL_MIN_ANNOTATIONS"), minimum=1),
-            model_path=model_path,
-            model_dir=model_dir,
-            redis_url=redis_url,
-            basic_auth_user=user,
-            basic_auth_pass=password,
-            log_level=level,
-            keep_prediction_history=_bool("AL_KEEP_PREDICTION_HISTORY",
-                                          get("AL_KEEP_PREDICTION_HISTORY")),
-            seed=_int("AL_SEED", get("AL_SEED"), minimum=0),
-            redis_queue=queue,
-            job_timeout=_int("AL_JOB_TIMEOUT", get("AL_JOB_TIMEOUT"), minimum=10),
-            lock_ttl=_int("AL_LOCK_TTL", get("AL_LOCK_TTL"), minimum=2),
-            label_studio_timeout=ls_timeout_f,
-            label_studio_retries=_int("LABEL_STUDIO_RETRIES", get("LABEL_STUDIO_RETRIES"),
-                                      minimum=0),
-            max_request_mb=_int("MAX_REQUEST_MB", get("MAX_REQUEST_MB"), minimum=1),
-            push_first=_int("AL_PUSH_FIRST", get("AL_PUSH_FIRST"), minimum=1),
-            push_head=push_head,
-            push_max=push_max,
-            push_all=_bool("AL_PUSH_ALL", get("AL_PUSH_ALL")),
-            min_round_interval=interval_f,
-            round_workers=_int("AL_ROUND_WORKERS", get("AL_ROUND_WORKERS"), minimum=1),
-        )
-        if validate_components:
-            validate_components_of(settings)
-        return settings
+    def allowed(self) -> str:
+        return f"an integer >= {self.minimum}"
 
 
-_QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+class Seconds(Parser):
+    """A number of seconds in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+
+    def __init__(self, low: float, high: float, low_open: bool = False) -> None:
+        self.low = low
+        self.high = high
+        self.low_open = low_open
+        self.short = (f"seconds, > {low:g} and ≤ {high:g}" if low_open else
+                      f"seconds, {low:g}–{high:g}")
+
+    def convert(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Invalid() from None
+        above = value > self.low if self.low_open else value >= self.low
+        if not (above and value <= self.high):
+            raise Invalid()
+        return value
+
+    def allowed(self) -> str:
+        if self.low_open:
+            return f"seconds, a number > {self.low:g} and <= {self.high:g}"
+        return f"seconds, {self.low:g} to {self.high:g}"
 
 
+class Bool(Parser):
+    """``true``/``false``, ``1``/``0``, ``yes``/``no`` in any case."""
+
+    short = "`true`, `false`, `1`, `0`, `yes`, `no`"
+
+    def convert(self, raw: str) -> bool:
+        low = raw.lower()
+        if low not in _TRUE + _FALSE:
+            raise Invalid()
+        return low in _TRUE
+
+    def allowed(self) -> str:
+        return "true, false, 1, 0, yes, no"
+
+
+class Pattern(Parser):
+    """A string matching ``regex`` in full."""
+
+    def __init__(self, regex: str, allowed: str, short: str) -> None:
+        self.regex = regex
+        self.allowed_text = allowed
+        self.short = short
+
+    def convert(self, raw: str) -> str:
+        if not re.fullmatch(self.regex, raw):
+            raise Invalid()
+        return raw
+
+    def allowed(self) -> str:
+        return self.allowed_text
+
+
+class ExistingDir(Parser):
+    """A folder that exists."""
+
+    short = "an existing local model folder"
+
+    def parse(self, raw: str) -> str:
+        if not os.path.isdir(raw):
+            raise Invalid()
+        return raw
+
+    def allowed(self) -> str:
+        return "an existing model folder, or unset"
+
+
+class Directory(Parser):
+    """A folder, created later if missing; an existing file is refused."""
+
+    short = "a directory (created if missing)"
+
+    def parse(self, raw: str) -> str:
+        if os.path.exists(raw) and not os.path.isdir(raw):
+            raise Invalid()
+        return raw
+
+    def allowed(self) -> str:
+        return "a directory (created if missing), not a file"
+
+
+# ---------------------------------------------------------------------------------- declarations
 def redact_url(url: str | None) -> str | None:
     """``url`` with its password (and user) replaced by ``***``, for logs and /status."""
     if not url:
@@ -268,35 +262,282 @@ def redact_url(url: str | None) -> str | None:
     return parsed._replace(netloc=f"***@{host}").geturl()
 
 
-def _json_object(name: str, raw: str) -> dict:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{name}={raw!r} is invalid; allowed: a JSON object such as "
-                            f'{{"key": 1}} ({exc.msg})') from None
-    if not isinstance(value, dict):
-        raise SettingsError(f"{name}={raw!r} is invalid; allowed: a JSON object such as "
-                            '{"key": 1}')
+def _masked(value: str | None) -> str | None:
+    return "***" if value else None
+
+
+def _same(value: Any) -> Any:
     return value
 
 
-def _int(name: str, raw: str, minimum: int) -> int:
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise SettingsError(f"{name}={raw!r} is invalid; allowed: an integer >= {minimum}")
-    return value
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one environment variable (see :func:`setting`).
+
+    Attributes
+    ----------
+    env : str
+        The variable's name.
+    default : str or None
+        The raw default, as it would be written in the environment (``None``: unset).
+    parser : Parser
+        Conversion, allowed values and error text.
+    doc : str
+        One line for the README's "Allowed values" column (after the parser's short text).
+    default_doc : str
+        Appended to the README's "Default" column (e.g. what "unset" means).
+    show : callable or None
+        How :meth:`Settings.public` shows the value; ``None`` leaves it out.
+    name : str
+        The :class:`Settings` attribute (filled in from the class).
+    """
+
+    env: str
+    default: str | None
+    parser: Parser
+    doc: str = ""
+    default_doc: str = ""
+    show: Callable[[Any], Any] | None = _same
+    name: str = ""
+
+    def read(self, environ: Mapping[str, str]) -> Any:
+        """This variable's value in ``environ``; raise :class:`SettingsError` if not allowed."""
+        raw = environ.get(self.env)
+        raw = ENV_DEFAULTS[self.env] if raw is None or raw.strip() == "" else raw.strip()
+        if raw is None:
+            return None
+        try:
+            return self.parser.parse(raw)
+        except Invalid as exc:
+            detail = f" ({exc.detail})" if exc.detail else ""
+            raise SettingsError(f"{self.env}={raw!r} is invalid; allowed: "
+                                f"{self.parser.allowed()}{detail}") from None
+
+    def markdown_row(self) -> str:
+        """This variable's row of the README table."""
+        default = "unset" if self.default is None else f"`{self.default}`"
+        allowed = ": ".join(t for t in (self.parser.short, self.doc) if t)
+        return f"| `{self.env}` | {default}{self.default_doc} | {allowed} |"
 
 
-def _bool(name: str, raw: str) -> bool:
-    low = raw.lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise SettingsError(f"{name}={raw!r} is invalid; allowed: true, false, 1, 0, yes, no")
+def setting(env: str, default: str | None, parser: Parser, doc: str = "", *,
+            default_doc: str = "", show: Callable[[Any], Any] | None = _same,
+            value: Any = None) -> Any:
+    """A :class:`Settings` field read from the variable ``env`` (see :class:`Setting`).
+
+    The field default is ``value`` when given, else ``parser.convert(default)``.
+    """
+    meta = {"setting": Setting(env, default, parser, doc, default_doc, show)}
+    if value is None and default is not None:
+        value = parser.convert(default)
+    if isinstance(value, (dict, list)):  # a fresh one per instance
+        return field(default_factory=lambda: parser.convert(default), metadata=meta)
+    return field(default=value, metadata=meta)
+
+
+_STRATEGY_DOC = (
+    "`diverse_mini_batch` (breaking ties, one task per cluster of the 30·n most uncertain), "
+    "`breaking_ties`, `least_confidence`, `prediction_entropy`, `random`, `subsampling` "
+    "(every registered name)")
+_CLASSIFIER_DOC = (
+    "`embedding_logistic_regression` (MiniLM sentence embeddings; rounds train on TF-IDF until "
+    "every text is embedded, see Large projects), `linear_svc`, `logistic_regression` (TF-IDF "
+    "features), `transformer`, `setfit`, `kimcnn`")
+_INIT_DOC = (
+    "`random`, `random_stratified`, `random_balanced`, or label-free on the classifier's "
+    "features: `typiclust` (most typical text of each of the largest k-means clusters), "
+    "`kmeans_centres` (orders the pool before the first model; the label-free ones pick the "
+    "first max(`AL_BATCH_SIZE`, `AL_PUSH_HEAD`) tasks, the rest follow in seeded random order)")
+_PUSH_FIRST_DOC = (
+    "predictions of the head created (one `POST /api/predictions` each, ~0.1 s) before the "
+    "project switches to the new version, i.e. how many annotators can take a fresh task at "
+    "once; the rest of the head follows the switch")
+_PUSH_ALL_DOC = (
+    "`true` also bulk-imports every other task's prediction (all scores visible in the Data "
+    "Manager), at a cost linear in the project: ~15 s per import request and ~30 ms per deleted "
+    "prediction at 10k tasks, during which SQLite locks annotators out")
+_INTERVAL_DOC = (
+    "least time between two round starts of a project (a webhook flood cannot become a flood "
+    "of Label Studio writes); a round also leaves Label Studio alone for a quarter of the time "
+    "it spent on it")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration, one field per environment variable. Build it with
+    :meth:`from_env`; the declarations below are the only list of variables."""
+
+    label_studio_url: str | None = setting(
+        "LABEL_STUDIO_URL", None, Url(("http", "https"), need_host=True,
+                                      allowed="an http:// or https:// URL such as "
+                                              "http://localhost:8080",
+                                      short="an `http://` or `https://` URL"),
+        default_doc=": the first `/setup` whose `hostname` and token work is pinned (Security)",
+        show=redact_url)
+    label_studio_api_key: str | None = setting(
+        "LABEL_STUDIO_API_KEY", None, Text(), "a legacy API token; needs `LABEL_STUDIO_URL` "
+        "(the key is only ever sent there)", default_doc=": the pinned token", show=_masked)
+    query_strategy: str = setting("AL_QUERY_STRATEGY", "diverse_mini_batch",
+                                  Registered("query_strategy"), _STRATEGY_DOC)
+    query_params: dict = setting("AL_QUERY_PARAMS", "{}", JsonObject(),
+                                 "the strategy's parameters (checked by building it)")
+    # Settings() built directly (tests) gets the classic classifier; from_env resolves auto
+    classifier: str = setting(
+        "AL_CLASSIFIER", "auto", Registered("classifier", auto=True), _CLASSIFIER_DOC,
+        default_doc=": `embedding_logistic_regression` with the `neural` extra, else `linear_svc`",
+        value="linear_svc")
+    classifier_params: dict = setting("AL_CLASSIFIER_PARAMS", "{}", JsonObject(),
+                                      'the classifier\'s parameters, e.g. `{"C": 0.5}`')
+    stopping_criterion: str = setting(
+        "AL_STOPPING_CRITERION", "kappa_average", Registered("stopping_criterion"),
+        "`kappa_average`, `delta_f_score`, `classification_change`, `overall_uncertainty`, "
+        "`max_iterations`")
+    stopping_params: dict = setting("AL_STOPPING_PARAMS", "{}", JsonObject(),
+                                    'the criterion\'s parameters, e.g. `{"kappa": 0.9}`; '
+                                    "`num_classes` is filled in from the label config")
+    init_strategy: str = setting("AL_INIT_STRATEGY", "typiclust", Registered("initialization"),
+                                 _INIT_DOC)
+    batch_size: int = setting("AL_BATCH_SIZE", "10", Int(1), "tasks logged as \"queried\" per "
+                              "round, `n` of batch strategies")
+    min_annotations: int = setting("AL_MIN_ANNOTATIONS", "1", Int(1),
+                                   "labeled tasks needed before the first training")
+    model_path: str | None = setting("AL_MODEL_PATH", None, ExistingDir(),
+                                     "the weights of embedding/transformer classifiers")
+    model_dir: str = setting("MODEL_DIR", "./model_store", Directory())
+    redis_url: str | None = setting(
+        "REDIS_URL", None, Url(("redis", "rediss", "unix"),
+                               allowed="a redis://, rediss:// or unix:// URL, or unset for "
+                                       "embedded mode",
+                               short="`redis://`, `rediss://` or `unix://` URL"),
+        default_doc=" (embedded mode: one gunicorn worker; rounds run in `AL_ROUND_WORKERS` "
+                    "long-lived child processes)", show=redact_url)
+    basic_auth_user: str | None = setting(
+        "BASIC_AUTH_USER", None, Text(), "set with `BASIC_AUTH_PASS` (both or neither); "
+        "protects every route but `/health`", default_doc=" (no auth)", show=None)
+    basic_auth_pass: str | None = setting(
+        "BASIC_AUTH_PASS", None, Text(), "set with `BASIC_AUTH_USER` (both or neither)",
+        default_doc=" (no auth)", show=None)
+    log_level: str = setting("LOG_LEVEL", "INFO", OneOf(LOG_LEVELS),
+                             "INFO logs one line per round")
+    keep_prediction_history: bool = setting("AL_KEEP_PREDICTION_HISTORY", "false", Bool(),
+                                            "keep old versions' predictions in Label Studio")
+    push_first: int = setting("AL_PUSH_FIRST", "4", Int(1), _PUSH_FIRST_DOC)
+    push_head: int = setting("AL_PUSH_HEAD", "6", Int(1), "the least K, the number of "
+                             "best-ranked tasks written to Label Studio per round")
+    push_max: int = setting("AL_PUSH_MAX", "200", Int(1), "at least `AL_PUSH_HEAD`; the most K "
+                            "(K grows with the measured annotation rate × round time)")
+    push_all: bool = setting("AL_PUSH_ALL", "false", Bool(), _PUSH_ALL_DOC)
+    min_round_interval: float = setting("AL_MIN_ROUND_INTERVAL", "5", Seconds(0, 3600),
+                                        _INTERVAL_DOC)
+    round_workers: int = setting("AL_ROUND_WORKERS", "2", Int(1), "rounds of different "
+                                 "projects that run at once in embedded mode (one slow project "
+                                 "never holds up the others)")
+    seed: int = setting("AL_SEED", "0", Int(0), "seed of the cold-start ordering")
+    redis_queue: str = setting(
+        "REDIS_QUEUE", "studio-al", Pattern(r"[A-Za-z0-9_.-]{1,64}",
+                                            allowed="1-64 characters from A-Z a-z 0-9 _ . - "
+                                                    "(the RQ queue name and Redis key prefix)",
+                                            short="1–64 of `A-Za-z0-9_.-`"),
+        "the RQ queue name and Redis key prefix")
+    job_timeout: int = setting("AL_JOB_TIMEOUT", "600", Int(10), "seconds a round may run "
+                               "(embedded: its child process is killed and replaced; RQ: the "
+                               "job is stopped)")
+    lock_ttl: int = setting("AL_LOCK_TTL", "15", Int(2), "seconds of the per-project lock "
+                            "(renewed by the running round); a killed worker's round is "
+                            "re-queued after it")
+    label_studio_timeout: float = setting("LABEL_STUDIO_TIMEOUT", "30",
+                                          Seconds(0, 3600, low_open=True),
+                                          "per Label Studio request")
+    label_studio_retries: int = setting("LABEL_STUDIO_RETRIES", "3", Int(0), "retries "
+                                        "(backoff 0.5 s, 1 s, 2 s ...) on connection errors, "
+                                        "timeouts and 5xx")
+    max_request_mb: int = setting("MAX_REQUEST_MB", "16", Int(1), "larger request bodies get "
+                                  "`413` JSON (an annotation webhook is kilobytes; the backend "
+                                  "keeps only its ids)")
+
+    @property
+    def basic_auth(self) -> bool:
+        return self.basic_auth_user is not None
+
+    def public(self) -> dict[str, Any]:
+        """The settings without secrets, for /status and logs."""
+        shown = {s.name: s.show(getattr(self, s.name)) for s in SETTINGS if s.show is not None}
+        return {**shown, "mode": "redis" if self.redis_url else "embedded",
+                "basic_auth": self.basic_auth}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, validate_components: bool = True
+                 ) -> "Settings":
+        """Parse and validate every variable of ``environ`` (default ``os.environ``).
+
+        Each variable is parsed by its declaration (:data:`SETTINGS`), then the checks that
+        involve several variables run (:data:`CROSS_CHECKS`). With ``validate_components`` the
+        strategy, classifier, stopping criterion and initialization are built once with their
+        parameters, so that a bad parameter is reported at start-up rather than at the first
+        retrain.
+
+        Raises
+        ------
+        SettingsError
+            One line: the variable, its value and the allowed values.
+        """
+        env = os.environ if environ is None else environ
+        settings = cls(**{s.name: s.read(env) for s in SETTINGS})
+        for check in CROSS_CHECKS:
+            check(settings)
+        if validate_components:
+            validate_components_of(settings)
+        return settings
+
+
+#: Every declaration, in the order of :class:`Settings` (and of the README table).
+SETTINGS: tuple[Setting, ...] = tuple(replace(f.metadata["setting"], name=f.name)
+                                      for f in fields(Settings))
+
+#: Every variable read by :meth:`Settings.from_env`, with its raw default. ``from_env`` reads
+#: this dict at call time, so tests may replace defaults here (``tests/conftest.py``).
+ENV_DEFAULTS: dict[str, str | None] = {s.env: s.default for s in SETTINGS}
+
+
+# ---------------------------------------------------------------------------------- cross-field
+def _check_api_key_has_url(settings: Settings) -> None:
+    if settings.label_studio_api_key is not None and settings.label_studio_url is None:
+        raise SettingsError("LABEL_STUDIO_API_KEY is set while LABEL_STUDIO_URL is unset; "
+                            "allowed: set both (the key is only ever sent to that URL) or "
+                            "neither (Label Studio's first /setup is trusted)")
+
+
+def _check_basic_auth_pair(settings: Settings) -> None:
+    user, password = settings.basic_auth_user, settings.basic_auth_pass
+    if (user is None) != (password is None):
+        missing, present = (("BASIC_AUTH_PASS", "BASIC_AUTH_USER") if password is None else
+                            ("BASIC_AUTH_USER", "BASIC_AUTH_PASS"))
+        raise SettingsError(f"{missing} is unset while {present} is set; allowed: set both "
+                            "or neither")
+
+
+def _check_push_bounds(settings: Settings) -> None:
+    if settings.push_max < settings.push_head:
+        raise SettingsError(f"AL_PUSH_MAX={settings.push_max} is invalid; allowed: an integer "
+                            f">= AL_PUSH_HEAD ({settings.push_head})")
+
+
+#: Checks over several variables, run in order by :meth:`Settings.from_env` once every
+#: variable is parsed (``AL_CLASSIFIER=auto`` already resolved); each raises a one-line
+#: :class:`SettingsError`. This is the one place for a rule between two settings: the
+#: query strategy x classifier compatibility check belongs here, as one more function.
+CROSS_CHECKS: tuple[Callable[[Settings], None], ...] = (
+    _check_api_key_has_url,
+    _check_basic_auth_pair,
+    _check_push_bounds,
+)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def markdown_table() -> str:
+    """The README's table of variables (``python -m backend.settings`` prints it)."""
+    head = ["| Variable | Default | Allowed values |", "|---|---|---|"]
+    return "\n".join(head + [s.markdown_row() for s in SETTINGS])
 
 
 def _with_num_classes(kind: str, name: str, params: dict, num_classes: int = 2) -> dict:
@@ -331,3 +572,7 @@ def validate_components_of(settings: Settings) -> None:
                                 f"{str(exc).splitlines()[0]}") from None
         except ImportError as exc:
             raise SettingsError(f"{var}: component {name!r} cannot be loaded: {exc}") from None
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the README table
+    print(markdown_table())

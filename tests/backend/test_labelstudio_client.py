@@ -286,3 +286,40 @@ def test_read_timeout_retries_get_but_not_delete():
         assert srv.hits.count("DELETE") == 1
     finally:
         srv.server.shutdown()
+
+
+@pytest.fixture
+def studio_al_log():
+    """The configured ``studio_al`` handler writing into a buffer; level and stream restored."""
+    import io
+    import logging
+
+    from backend.logs import ROOT, configure_logging
+    root = logging.getLogger(ROOT)
+    level = root.level
+    configure_logging("WARNING")
+    handler = next(h for h in root.handlers if getattr(h, "_studio_al", False))
+    buffer = io.StringIO()
+    stream = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(stream)
+    root.setLevel(level)
+
+
+def test_retries_are_logged_through_the_studio_al_handler(fake, studio_al_log):
+    fake.on("GET", "/api/projects/7", (502, {"detail": "bad gateway"}), (200, {"id": 7}))
+    assert client(fake, retries=1).get_project(7) == {"id": 7}
+    line = studio_al_log.getvalue().strip()
+    assert line.startswith("ts=") and "\n" not in line
+    assert line.endswith("level=WARNING logger=studio_al.labelstudio labelstudio request failed "
+                         "method=GET path=/api/projects/7 attempt=1 status=502")
+
+
+def test_log_level_applies_to_the_client(fake, studio_al_log):
+    import logging
+
+    from backend.logs import ROOT
+    logging.getLogger(ROOT).setLevel("ERROR")
+    fake.on("GET", "/api/projects/7", (503, {}), (200, {"id": 7}))
+    assert client(fake, retries=1).get_project(7) == {"id": 7}
+    assert studio_al_log.getvalue() == ""

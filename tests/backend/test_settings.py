@@ -79,6 +79,12 @@ def test_empty_string_means_default():
     ("LABEL_STUDIO_API_KEY", "key-without-url", "LABEL_STUDIO_URL"),
     ("REDIS_URL", "http://x", "redis://"),
     ("AL_MODEL_PATH", "/does/not/exist", "existing model folder"),
+    ("LABEL_STUDIO_TIMEOUT", "0", "> 0 and <= 3600"),
+    ("REDIS_QUEUE", "a b", "1-64 characters"),
+    ("AL_JOB_TIMEOUT", "9", "integer >= 10"),
+    ("AL_LOCK_TTL", "1", "integer >= 2"),
+    ("LABEL_STUDIO_RETRIES", "-1", "integer >= 0"),
+    ("MAX_REQUEST_MB", "0", "integer >= 1"),
 ])
 def test_bad_value_names_variable_and_allowed_values(var, value, allowed):
     with pytest.raises(SettingsError) as err:
@@ -115,3 +121,67 @@ def test_component_parameters_are_validated_by_building(var, value, name):
                                           ("false", False), ("0", False), ("no", False)])
 def test_booleans(raw, expected):
     assert Settings.from_env({"AL_KEEP_PREDICTION_HISTORY": raw}).keep_prediction_history is expected
+
+
+def test_readme_table_is_the_generated_one():
+    """The README's variable table is ``markdown_table()``: regenerate it with
+    ``python -m backend.settings`` after changing a declaration."""
+    from pathlib import Path
+
+    from backend.settings import markdown_table
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("| Variable | Default | Allowed values |")
+    end = readme.index("\n\n", start)
+    assert readme[start:end] == markdown_table()
+
+
+def test_every_field_is_one_declared_variable():
+    from dataclasses import fields
+
+    from backend.settings import SETTINGS
+    assert [s.name for s in SETTINGS] == [f.name for f in fields(Settings)]
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS) == len(ENV_DEFAULTS)
+
+
+def test_field_defaults_are_the_declared_defaults():
+    """``Settings()`` holds the declared defaults, except ``AL_CLASSIFIER=auto`` (resolved by
+    ``from_env``), which is the TF-IDF ``linear_svc`` when built directly."""
+    from backend.settings import SETTINGS
+    direct = Settings()
+    for s in SETTINGS:
+        expected = None if s.default is None else s.parser.convert(s.default)
+        if s.env == "AL_CLASSIFIER":
+            expected = "linear_svc"
+        assert getattr(direct, s.name) == expected, s.env
+
+
+def test_public_hides_secrets_and_adds_mode():
+    s = Settings(label_studio_url="http://u:pw@ls:8080", label_studio_api_key="tok",
+                 redis_url="redis://:pw@r:6379/0", basic_auth_user="u", basic_auth_pass="p")
+    shown = s.public()
+    assert set(shown) == {f for f in Settings.__dataclass_fields__
+                          if not f.startswith("basic_auth_")} | {"mode", "basic_auth"}
+    assert shown["label_studio_api_key"] == "***" and "pw" not in str(shown)
+    assert (shown["mode"], shown["basic_auth"]) == ("redis", True)
+    assert Settings().public()["label_studio_api_key"] is None
+
+
+def test_cross_checks_run_after_every_variable_is_parsed(monkeypatch):
+    from backend import settings as settings_module
+    seen = []
+    monkeypatch.setattr(settings_module, "CROSS_CHECKS", (seen.append,))
+    s = Settings.from_env({"AL_PUSH_HEAD": "9", "AL_PUSH_MAX": "3"}, validate_components=False)
+    assert seen == [s] and s.push_max == 3
+
+
+
+def test_documented_component_names_are_registered():
+    """The README lists names by hand for the registry choices: each must be registered."""
+    import re
+
+    from al_engine.registry import available
+    from backend.settings import SETTINGS, Registered
+    for s in SETTINGS:
+        if isinstance(s.parser, Registered):
+            named = {n for n in re.findall(r"`([a-z_]+)`", s.doc)}
+            assert named and named <= set(available(s.parser.kind)), s.env
