@@ -24,6 +24,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend import dashboard, training
+from backend import project_status as project_status_mod
 from backend.logs import configure_logging
 from backend.jobs import (JobRunner, ProcessRoundExecutor, ThreadJobRunner,
                           label_studio_client_factory, run_project_round)
@@ -411,27 +412,9 @@ def create_app(settings: Settings | None = None, runner: JobRunner | None = None
                        projects={str(p): project_status(p) for p in store.projects()})
 
     def project_status(project_id: int) -> dict:
-        records = dashboard.audit_records(store, project_id)  # parsed once per change
-        last = records[-1] if records else None
-        last_ok = next((r for r in reversed(records) if r.get("status") == "ok"), None)
-        return {
-            "project": project_id, "set_up": project_cfg(project_id) is not None,
-            "connected": Connection.load(store, project_id) is not None,
-            "model_version": store.current(project_id) or UNTRAINED,
-            "labeled": (last_ok or {}).get("n_labeled"),
-            "unlabeled": (last_ok or {}).get("n_unlabeled"),
-            "last_training": None if last is None else {
-                "version": last.get("version"), "status": last.get("status"),
-                "error": last.get("error"), "started_at": last.get("started_at"),
-                "duration": (last.get("timings") or {}).get("total")},
-            "job": runner.status(project_id),
-            "query_strategy": settings.query_strategy,
-            "strategy_used": (last_ok or {}).get("strategy_used"),
-            "stopping": (last_ok or {}).get("stopping"),
-            "queued_tasks": [q["task"] for q in (last_ok or {}).get("queried", [])],
-            "events": store.last_event_seq(project_id),
-            **dashboard.status_details(store, settings, project_id),  # the dashboard's numbers
-        }
+        return project_status_mod.project_status(
+            store, settings, project_id, set_up=project_cfg(project_id) is not None,
+            job=runner.status(project_id))
 
     app.extensions["studio_al"]["project_status"] = project_status
     app.register_blueprint(dashboard.bp)  # GET /dashboard, /dashboard/<project>
