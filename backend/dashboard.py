@@ -1,12 +1,15 @@
 """Admin dashboard: ``GET /dashboard`` (every project) and ``GET /dashboard/<project>``.
 
 Server-rendered HTML (Jinja2 templates shipped in ``backend/templates``, inline CSS, inline
-SVG plots; no JavaScript, no CDN). Basic auth is the app's own ``before_request`` hook, so
-the pages are protected exactly like the API.
+SVG plots; no JavaScript, no CDN). Basic auth is the app's ``before_request`` hook
+(``backend.api.check_basic_auth``), so the pages are protected exactly like the API.
 
-The numbers are what ``GET /status`` answers for the project, read from the store by
-``backend.project_status``: the page and ``/status`` show the same data. The learning-curve
-plot is cached here (keyed by the serving version and the number of rounds).
+The numbers come from :meth:`backend.service.BackendService.status` (the service stored in
+``app.extensions["studio_al"]["service"]``), which is also what ``GET /status`` answers: the
+page and ``/status`` show the same data, read from the store by ``backend.project_status``
+(the web process never trains, never imports torch or matplotlib). The learning-curve plot is
+cached here (keyed by the serving version and the number of rounds), so a page view after a
+round costs one JSON parse of the audit log and of the new ranking, and later views a render.
 """
 from __future__ import annotations
 
@@ -26,9 +29,9 @@ _cache_lock = threading.Lock()
 _plot_cache: dict[tuple, str] = {}
 
 
-def _status(project_id: int) -> dict:
-    """The project's status, as ``GET /status`` shows it."""
-    return current_app.extensions["studio_al"]["project_status"](project_id)
+def _service():
+    """The app's :class:`backend.service.BackendService`."""
+    return current_app.extensions["studio_al"]["service"]
 
 
 def learning_curve_plot(project_id: int, status: dict) -> Markup:
@@ -107,7 +110,7 @@ def _warm_templates(state) -> None:
 # ------------------------------------------------------------------ routes
 @bp.context_processor
 def _common() -> dict:
-    return {"settings": current_app.extensions["studio_al"]["settings"].public(),
+    return {"settings": _service().settings.public(),
             "now": time.time()}
 
 
@@ -118,8 +121,8 @@ def _not_found(message: str, code: int = 404):
 @bp.get("/dashboard")
 @bp.get("/dashboard/")
 def index():
-    ext = current_app.extensions["studio_al"]
-    projects = [_status(p) for p in ext["store"].projects()]
+    service = _service()
+    projects = [service.status(p) for p in service.store.projects()]
     return render_template("dashboard_index.html", projects=projects)
 
 
@@ -128,10 +131,10 @@ def project_page(project: str):
     if not project.isdigit() or int(project) <= 0:
         return _not_found(f"{project!r} is not a project id (a positive integer)", 400)
     project_id = int(project)
-    ext = current_app.extensions["studio_al"]
-    if project_id not in ext["store"].projects():
+    service = _service()
+    if project_id not in service.store.projects():
         return _not_found(f"unknown project {project_id}: Label Studio has not called /setup "
                           "for it yet")
-    status = _status(project_id)
+    status = service.status(project_id)
     return render_template("dashboard_project.html", p=status, plot=learning_curve_plot(
         project_id, status))
