@@ -20,8 +20,8 @@ from backend.jobs import JobRunner
 from backend.labelconfig import LabelConfig, LabelConfigError, parse_label_config
 from backend.settings import Settings, redact_url
 from backend.store import Store
-from backend.webhooks import IGNORED_ACTIONS, KNOWN_ACTIONS, SIGNATURE_HEADER, signature_ok, \
-    webhook_event
+from backend.webhooks import (IGNORED_ACTIONS, KNOWN_ACTIONS, SIGNATURE_HEADER, signature_ok,
+                              webhook_event)
 
 log = logging.getLogger("studio_al.app")
 
