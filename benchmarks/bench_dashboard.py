@@ -108,7 +108,7 @@ def build_store(root: str, tasks: int, rounds: int, per_round: int, seed: int = 
 
 
 def make_app(root: str):
-    from backend import dashboard
+    from backend import dashboard, project_status
     from backend.app import create_app
     from backend.jobs import JobRunner
     from backend.settings import Settings
@@ -123,7 +123,8 @@ def make_app(root: str):
         def shutdown(self, timeout=None):
             pass
 
-    for cache in (dashboard._audit_cache, dashboard._queue_cache, dashboard._plot_cache):
+    for cache in (project_status._audit_cache, project_status._queue_cache,
+                  dashboard._plot_cache):
         cache.clear()
     settings = Settings.from_env({"MODEL_DIR": root, "LOG_LEVEL": "WARNING"},
                                  validate_components=False)

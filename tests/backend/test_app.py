@@ -269,11 +269,13 @@ def test_end_to_end_with_thread_runner_and_restart_recovery(settings):
     store = app.extensions["studio_al"]["store"]
     store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train"})
     rec_runner = RecordingRunner()
-    create_app(settings, runner=rec_runner, client_factory=lambda url, key: ls)
+    restarted = create_app(settings, runner=rec_runner, client_factory=lambda url, key: ls)
+    restarted.extensions["studio_al"]["service"].recover()  # what backend.wsgi does
     assert rec_runner.submits == [(1, "recovery")]
     rec_runner2 = RecordingRunner()
     training.run_round(1, settings, store, ls)
-    create_app(settings, runner=rec_runner2, client_factory=lambda url, key: ls)
+    restarted = create_app(settings, runner=rec_runner2, client_factory=lambda url, key: ls)
+    restarted.extensions["studio_al"]["service"].recover()
     assert rec_runner2.submits == []
 
 

@@ -163,8 +163,8 @@ def test_deeply_nested_body_is_400(connected):
 
 
 def test_a_flood_of_setups_for_junk_projects_is_bounded(settings, monkeypatch):
-    from backend import app as app_module
-    monkeypatch.setattr(app_module, "MAX_UNVERIFIED", 10)
+    from backend import service
+    monkeypatch.setattr(service, "MAX_UNVERIFIED", 10)
     app = create_app(settings, runner=RecordingRunner(),
                      client_factory=lambda u, k: FakeLabelStudio())
     c = app.test_client()

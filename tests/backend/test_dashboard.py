@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from backend import dashboard, metrics, plots, training
+from backend import metrics, plots, project_status, training
 from backend.app import create_app
 from backend.jobs import JobRunner
 from backend.settings import Settings
@@ -120,12 +120,12 @@ def test_cross_validate_hand_checked():
 
 
 def test_class_distribution_flags_rare():
-    rows = dashboard.class_distribution({"a": 90, "b": 7, "c": 3}, ["a", "b", "c"])
+    rows = project_status.class_distribution({"a": 90, "b": 7, "c": 3}, ["a", "b", "c"])
     # K=3: rare below 25%/3 = 8.33% share or under 5 labels
     assert [(r["label"], r["count"], r["rare"]) for r in rows] == [
         ("a", 90, False), ("b", 7, True), ("c", 3, True)]
     assert rows[0]["share"] == 0.9
-    assert [r["rare"] for r in dashboard.class_distribution({}, ["a", "b"])] == [False, False]
+    assert [r["rare"] for r in project_status.class_distribution({}, ["a", "b"])] == [False, False]
 
 
 def test_project_page_renders_everything(single):
@@ -274,6 +274,6 @@ def test_learning_curve_svg_geometry():
 def test_audit_cache_follows_the_file(tmp_path):
     store = Store(str(tmp_path))
     store.append_audit(1, {"round": 1, "status": "ok"})
-    assert [r["round"] for r in dashboard.audit_records(store, 1)] == [1]
+    assert [r["round"] for r in project_status.audit_records(store, 1)] == [1]
     store.append_audit(1, {"round": 2, "status": "failed"})
-    assert [r["round"] for r in dashboard.audit_records(store, 1)] == [1, 2]
+    assert [r["round"] for r in project_status.audit_records(store, 1)] == [1, 2]
