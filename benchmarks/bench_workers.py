@@ -18,15 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401  (first: makes tests.reliability importable)
 
-from backend.labelconfig import parse_label_config  # noqa: E402
-from backend.rq_jobs import RQJobRunner  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from backend.store import Store  # noqa: E402
-from tests.reliability.harness import (LABEL_CONFIG, FakeLS, PrivateRedis, base_env,  # noqa: E402
-                                       texts, wait_for, wait_workers, worker)
+from backend.labelconfig import parse_label_config
+from backend.rq_jobs import RQJobRunner
+from backend.settings import Settings
+from backend.store import Store
+from tests.reliability.harness import (LABEL_CONFIG, FakeLS, PrivateRedis, base_env, texts,
+                                       wait_for, wait_workers, worker)
 
 PROJECTS = (1, 2, 3, 4)
 
