@@ -5,8 +5,8 @@ The scripts run as ``.venv/bin/python benchmarks/<script>.py`` from the reposito
 Python then puts ``benchmarks/`` first on ``sys.path``, so ``from _common import ...`` finds
 this module; importing it also makes the repository root importable (the one place that
 touches ``sys.path``), for ``benchmarks.corpus`` and the test harnesses some benchmarks drive
-(``tests.e2e``, ``tests.reliability``). ``backend`` and ``al_engine`` are the installed package
-(``pip install -e .``).
+(``tests.e2e``, ``tests.reliability``). ``backend`` and ``al_engine`` need no path set-up (they
+are installed: ``pip install -e .``); with the root first on the path they are this checkout's.
 
 Only the standard library is imported at import time, so a script can import this module
 before :func:`pin_threads` (which must run before numpy is imported); the helpers that need
@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:  # run as a script: ``benchmarks.*`` and ``tests.*
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
-#: Tasks per Label Studio import request (a larger body times out on a 100k-task project).
+#: Tasks per Label Studio import request.
 IMPORT_CHUNK = 10_000
 
 
