@@ -2,7 +2,8 @@
 
 Builds a model store the way the backend writes it (``audit.jsonl`` with 50 rounds whose
 records carry the real fields: label annotation ids, queried tasks, timings, stopping verdict,
-per-round metrics; ``ranking.json`` of the serving version with one entry per unlabeled task;
+per-round metrics; the ranking (``ranking.npz``) of the serving version with one entry per
+unlabeled task;
 ``project.json``), then measures ``GET /dashboard/<project>``, ``GET /dashboard`` and
 ``GET /status?project=`` :
 
@@ -33,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 from _common import REPO, RESULTS, command_line, machine, md_table, write_results
+
+from backend.ranking import Ranking
+from backend.store import RANKING_FILE
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" '
@@ -94,12 +98,13 @@ def build_store(root: str, tasks: int, rounds: int, per_round: int, seed: int = 
                              "overall_uncertainty": {"stop": False, "value": 0.4}},
                 "seconds": 0.9}}
         store.append_audit(PID, record)
-    ranking = {int(t): {"score": round(i / max(unl.size - 1, 1), 6), "labels": ["World"],
-                        "confidence": 0.5} for i, t in enumerate(rng.permutation(unl))}
+    queue = rng.permutation(unl)
+    ranking = Ranking.build(queue, np.round(np.arange(queue.size) / max(unl.size - 1, 1), 6),
+                            [["World"]] * queue.size, np.full(queue.size, 0.5), LABELS, False)
     store.write_version(PID, version, None, ranking)
     store.set_current(PID, version)
     sizes = {name: os.path.getsize(os.path.join(root, str(PID), *name.split("/")))
-             for name in ("audit.jsonl", f"versions/{version}/ranking.json")}
+             for name in ("audit.jsonl", f"versions/{version}/{RANKING_FILE}")}
     return {"version": version, "unlabeled": int(unl.size), "bytes": sizes}
 
 
@@ -272,7 +277,7 @@ def main(argv=None) -> int:
     md = [f"# Dashboard render time ({result['date']})", "",
           f"`{result['command']}` — {args.tasks} tasks, {args.rounds} rounds, "
           f"{result['project']['labeled']} labeled, {built['unlabeled']} in the queue; "
-          f"audit.jsonl {built['bytes']['audit.jsonl'] / 1e6:.2f} MB, ranking.json "
+          f"audit.jsonl {built['bytes']['audit.jsonl'] / 1e6:.2f} MB, {RANKING_FILE} "
           f"{list(built['bytes'].values())[1] / 1e6:.2f} MB; {os.cpu_count()} CPUs, "
           f"load {result['machine']['load_1min']}.", ""]
     md += md_table(["route", "in-process cold (max of 3)", "in-process warm median / p95",
