@@ -55,13 +55,10 @@ Studio and the backend are always stopped.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import re
-import shlex
 import shutil
 import signal
 import sys
@@ -73,15 +70,14 @@ from typing import Any
 
 import numpy as np
 import requests
+# _common first: it makes benchmarks.* and tests.* importable
+from _common import (IMPORT_CHUNK, add_label_studio_args, command_line, create_project,
+                     import_texts, machine, md_preamble, md_table, utc_now, write_results)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.corpus import source_corpus
+from tests.e2e import harness
+from tests.e2e.flows import choices_result
 
-from benchmarks.corpus import source_corpus  # noqa: E402
-from tests.e2e import harness  # noqa: E402
-from tests.e2e.flows import choices_result, label_config  # noqa: E402
-
-IMPORT_CHUNK = 10_000
 MONITOR_EVERY_S = 5.0
 STATUS_EVERY_S = 0.25
 PROGRESS_EVERY_S = 30.0
@@ -95,8 +91,7 @@ LS_5XX_RE = re.compile(r"(Internal Server Error|Service Unavailable|Bad Gateway|
                        r"Not Implemented|HTTP Version Not Supported): (/\S*)")
 
 
-def log(msg: str) -> None:
-    harness.log(msg)
+log = harness.log  # progress lines in the harness's format
 
 
 def now() -> float:
@@ -187,10 +182,8 @@ class Session:
         self.ls_log_marks: dict[str, tuple[int, int]] = {}
         self.threads: list[threading.Thread] = []
         self.result: dict[str, Any] = {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform(), "loadavg_at_start": os.getloadavg()},
+            "date": utc_now(), "command": command_line(__file__),
+            "machine": machine(loadavg_at_start=os.getloadavg()),
             "label_studio": harness.LS_VERSION, "db": args.db, "tasks": args.tasks,
             "annotators": args.annotators, "think_s": args.think, "strategy": args.strategy,
             "seed": args.seed, "backend_env": dict(kv.split("=", 1) for kv in args.backend_env),
@@ -217,20 +210,12 @@ class Session:
         self.ls = harness.LS(self.ls_srv.url, logfile=self.ls_srv.logfile)
 
         t = time.perf_counter()
-        proj = self.ls.req("POST", "/api/projects", json={
-            "title": f"annotation session {a.tasks} tasks", "label_config": label_config(labels)})
-        self.pid = proj["id"]
-        chunks = []
-        for i in range(0, len(recs), IMPORT_CHUNK):
-            part = recs[i:i + IMPORT_CHUNK]
-            tc = time.perf_counter()
-            res = self.ls.req("POST", f"/api/projects/{self.pid}/import", timeout=1800,
-                              json=[{"text": r["text"]} for r in part])
-            if res.get("task_count") != len(part):
-                raise RuntimeError(f"import of chunk {i // IMPORT_CHUNK} answered {res}")
-            chunks.append(round(time.perf_counter() - tc, 2))
+        self.pid = create_project(self.ls, f"annotation session {a.tasks} tasks", labels)["id"]
+
+        def progress(done: int, seconds: float) -> None:
             self._check_abort()
-            log(f"imported {i + len(part)}/{len(recs)} tasks (chunk {chunks[-1]} s)")
+            log(f"imported {done}/{len(recs)} tasks (chunk {seconds} s)")
+        chunks = import_texts(self.ls, self.pid, recs, progress=progress)
         ph["import_s"] = round(time.perf_counter() - t, 2)
         ph["import_chunks_s"] = chunks
         log(f"project {self.pid}: {len(recs)} tasks imported in {ph['import_s']} s")
@@ -769,10 +754,7 @@ class Session:
         if self.args.keep:
             self.result["files"].update(tmp=str(self.tmp), backend_log=str(self.model_dir / "backend.log"),
                                         ls_log=str(self.tmp / "ls-data" / "ls.log"))
-        js = Path(str(self.out_base) + ".json")
-        js.write_text(json.dumps(self.result, indent=1, default=str) + "\n")
-        write_md(Path(str(self.out_base) + ".md"), self.result)
-        return js
+        return write_results(self.out_base, self.result, markdown(self.result))
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -784,13 +766,14 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def write_md(path: Path, r: dict) -> None:
+def markdown(r: dict) -> str:
+    """The ``.md`` report of a session result (partial results too)."""
     ph, m = r.get("phases", {}), r["machine"]
     db = "PostgreSQL" if r["db"] == "postgres" else "SQLite"
-    lines = [f"# Annotation session on a {r['tasks']}-task Label Studio project ({db})", "",
-             f"- date: {r['date']}" + ("" if r.get("complete") else
-                                       f" - **PARTIAL** ({r.get('interrupted', 'not completed')})"),
-             f"- command: `{r['command']}`",
+    date = r["date"] + ("" if r.get("complete") else
+                        f" - **PARTIAL** ({r.get('interrupted', 'not completed')})")
+    lines = md_preamble(f"Annotation session on a {r['tasks']}-task Label Studio project ({db})",
+                        date, r["command"]) + [
              f"- Label Studio {r['label_studio']} ({db}, `label-studio start`), backend `studio-al serve` "
              f"(gunicorn), strategy `{r['strategy']}`, backend env {r.get('backend_env') or '{}'}",
              f"- machine: {m['cpus']} CPUs, load average at start {_la(m.get('loadavg_at_start'))}, "
@@ -805,35 +788,13 @@ def write_md(path: Path, r: dict) -> None:
              f"- phases: baseline {_dur(ph.get('baseline'))}, backend {_dur(ph.get('backend'))}, "
              f"quiet wait {(r.get('quiet') or {}).get('wait_s')} s", ""]
     if "targets" in r:
-        lines += ["## Targets", "", "| target | value | limit | met |", "|---|---|---|---|"]
-        for name, t in r["targets"].items():
-            lines.append(f"| {name} | {_f(t.get('value'))} | {_f(t.get('limit'))} | "
-                         f"{'yes' if t['met'] else '**NO**'} |")
+        lines += ["## Targets", ""]
+        lines += md_table(["target", "value", "limit", "met"],
+                          [[name, _f(t.get("value")), _f(t.get("limit")), "yes" if t["met"] else "**NO**"]
+                           for name, t in r["targets"].items()])
         lines += ["", f"All targets met: **{r['all_targets_met']}**", ""]
     if "next" in r:
-        lines += ["## `GET /next` latency (s)", "",
-                  "| phase | count | errors | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
-        for p in ("baseline", "backend", "quiet"):
-            s = r["next"].get(p)
-            if s:
-                lines.append(f"| {p} | {s['count']} | {s.get('errors')} | {_f(s['p50'])} | {_f(s['p95'])} | "
-                             f"{_f(s['p99'])} | {_f(s['max'])} |")
-        ratio = r["next"].get("ratio_backend_over_baseline") or {}
-        lines.append(f"| backend / baseline | | | {_f(ratio.get('p50'), 2)} | {_f(ratio.get('p95'), 2)} | "
-                     f"{_f(ratio.get('p99'), 2)} | {_f(ratio.get('max'), 2)} |")
-        lines += ["", "`POST /api/tasks/{id}/annotations` (s):", "",
-                  "| phase | count | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]
-        for p, s in (r.get("annotate_post") or {}).items():
-            lines.append(f"| {p} | {s['count']} | {_f(s['p50'])} | {_f(s['p95'])} | {_f(s['p99'])} | {_f(s['max'])} |")
-        lines += ["", "## HTTP 5xx from Label Studio", "",
-                  "Clients = our annotators and monitor; Label Studio's log = its access log (every caller, "
-                  "including the backend), or its `Internal Server Error` lines if it has no access log.", "",
-                  "| phase | seen by our clients | no response | 5xx in Label Studio's log (of requests logged) "
-                  "| by endpoint (log) | 'database is locked' errors in log |", "|---|---|---|---|---|---|"]
-        for p, h in (r.get("http_5xx") or {}).items():
-            lines.append(f"| {p} | {h['clients']} {h['clients_by_call'] or ''} | {h['client_errors_no_response']} | "
-                         f"{h['ls_log']['count']} (of {h['ls_log'].get('requests_logged')}) | "
-                         f"{h['ls_log']['by_endpoint'] or ''} | {h['ls_log']['database_locked']} |")
+        lines += _md_latency(r)
     if "annotation_to_version" in r:
         a = r["annotation_to_version"]
         lines += ["", "## Annotation -> live model version that used it", "",
@@ -856,40 +817,76 @@ def write_md(path: Path, r: dict) -> None:
                   f"Largest push of one round (audit `{p['k_field']}`): {p['k_max']}. "
                   f"`model-versions` call: p50 {_f((p['model_versions_call_s'] or {}).get('p50'))} s, "
                   f"max {_f((p['model_versions_call_s'] or {}).get('max'))} s."]
-    fin, q = r.get("final"), r.get("quiet")
-    if fin or q:
-        lines += ["", "## Quiet end", ""]
-        if fin:
-            lines.append(f"- final version {fin['version']} ({fin['audit_status']}): used "
-                         f"{fin['annotations_used']}/{fin.get('annotations_expected')} annotations (the newest "
-                         f"per task; {fin['annotations_created']} created)"
-                         + (f"; missing ids {fin['missing'][:10]}" if fin['n_missing'] else ""))
-        if q:
-            lines.append(f"- backend settled: {q.get('settled')} after {q.get('wait_s')} s"
-                         + (f" (gave up: {q['gave_up']})" if q.get("gave_up") else "") + "; `/next` served "
-                         f"{q.get('served')} ({_f(q.get('next_s'))} s), backend top {q.get('top')} "
-                         f"(position in queued_tasks: {q.get('served_position')}) -> match {q.get('match')}")
+    lines += _md_quiet_end(r.get("final"), r.get("quiet"))
     if r.get("rounds"):
-        rs = r["rounds_summary"]
-        lines += ["", "## Rounds", "",
-                  f"{rs['total']} rounds ({rs['ok']} ok, {rs['failed']} failed); round total p50 "
-                  f"{_f(rs['round_total_s']['p50'])} s, max {_f(rs['round_total_s']['max'])} s; start -> live p50 "
-                  f"{_f(rs['start_to_live_s']['p50'])} s, max {_f(rs['start_to_live_s']['max'])} s.", "",
-                  "| version | status | labeled | annotations used | start->live s | live source | push | "
-                  "timings (s) |", "|---|---|---|---|---|---|---|---|"]
-        shown = r["rounds"] if len(r["rounds"]) <= 40 else r["rounds"][:20] + [None] + r["rounds"][-19:]
-        for row in shown:
-            if row is None:
-                lines.append("| ... | | | | | | | |")
-                continue
-            tm = ", ".join(f"{k} {v}" for k, v in (row.get("timings") or {}).items())
-            lines.append(f"| {row['version']} | {row['status']}{' ' + str(row['error'])[:80] if row['error'] else ''} "
-                         f"| {row['n_labeled']} | {row['n_annotation_ids']} | {_f(row['start_to_live_s'])} | "
-                         f"{row['live_source'] or '-'} | {row['push'] or '-'} | {tm} |")
+        lines += _md_rounds(r["rounds"], r["rounds_summary"])
     if r.get("analysis_error"):
         lines += ["", f"Analysis error: `{r['analysis_error']}`"]
     lines += ["", f"Every client call: `{(r.get('files') or {}).get('calls')}`."]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def _md_latency(r: dict) -> list[str]:
+    """``/next`` and annotation POST latency per phase, and the 5xx tallies."""
+    ratio = r["next"].get("ratio_backend_over_baseline") or {}
+    lines = ["## `GET /next` latency (s)", ""]
+    lines += md_table(["phase", "count", "errors", "p50", "p95", "p99", "max"],
+                      [[p, s["count"], s.get("errors"), _f(s["p50"]), _f(s["p95"]), _f(s["p99"]),
+                        _f(s["max"])] for p in ("baseline", "backend", "quiet")
+                       if (s := r["next"].get(p))])
+    lines.append("| backend / baseline | | | "
+                 + " | ".join(_f(ratio.get(q), 2) for q in ("p50", "p95", "p99", "max")) + " |")
+    lines += ["", "`POST /api/tasks/{id}/annotations` (s):", ""]
+    lines += md_table(["phase", "count", "p50", "p95", "p99", "max"],
+                      [[p, s["count"], _f(s["p50"]), _f(s["p95"]), _f(s["p99"]), _f(s["max"])]
+                       for p, s in (r.get("annotate_post") or {}).items()])
+    lines += ["", "## HTTP 5xx from Label Studio", "",
+              "Clients = our annotators and monitor; Label Studio's log = its access log (every caller, "
+              "including the backend), or its `Internal Server Error` lines if it has no access log.", ""]
+    lines += md_table(["phase", "seen by our clients", "no response",
+                       "5xx in Label Studio's log (of requests logged)", "by endpoint (log)",
+                       "'database is locked' errors in log"],
+                      [[p, f"{h['clients']} {h['clients_by_call'] or ''}", h["client_errors_no_response"],
+                        f"{h['ls_log']['count']} (of {h['ls_log'].get('requests_logged')})",
+                        h["ls_log"]["by_endpoint"] or "", h["ls_log"]["database_locked"]]
+                       for p, h in (r.get("http_5xx") or {}).items()])
+    return lines
+
+
+def _md_quiet_end(fin: dict | None, q: dict | None) -> list[str]:
+    if not (fin or q):
+        return []
+    lines = ["", "## Quiet end", ""]
+    if fin:
+        lines.append(f"- final version {fin['version']} ({fin['audit_status']}): used "
+                     f"{fin['annotations_used']}/{fin.get('annotations_expected')} annotations (the newest "
+                     f"per task; {fin['annotations_created']} created)"
+                     + (f"; missing ids {fin['missing'][:10]}" if fin['n_missing'] else ""))
+    if q:
+        lines.append(f"- backend settled: {q.get('settled')} after {q.get('wait_s')} s"
+                     + (f" (gave up: {q['gave_up']})" if q.get("gave_up") else "") + "; `/next` served "
+                     f"{q.get('served')} ({_f(q.get('next_s'))} s), backend top {q.get('top')} "
+                     f"(position in queued_tasks: {q.get('served_position')}) -> match {q.get('match')}")
+    return lines
+
+
+def _md_rounds(rounds: list[dict], rs: dict) -> list[str]:
+    """The rounds table (the first 20 and the last 19 when there are more than 40)."""
+    lines = ["", "## Rounds", "",
+             f"{rs['total']} rounds ({rs['ok']} ok, {rs['failed']} failed); round total p50 "
+             f"{_f(rs['round_total_s']['p50'])} s, max {_f(rs['round_total_s']['max'])} s; start -> live p50 "
+             f"{_f(rs['start_to_live_s']['p50'])} s, max {_f(rs['start_to_live_s']['max'])} s.", ""]
+    table = md_table(
+        ["version", "status", "labeled", "annotations used", "start->live s", "live source", "push",
+         "timings (s)"],
+        [[row["version"], f"{row['status']}{' ' + str(row['error'])[:80] if row['error'] else ''}",
+          row["n_labeled"], row["n_annotation_ids"], _f(row["start_to_live_s"]),
+          row["live_source"] or "-", row["push"] or "-",
+          ", ".join(f"{k} {v}" for k, v in (row.get("timings") or {}).items())]
+         for row in rounds])
+    if len(rounds) > 40:  # header, separator, the first 20, the last 19
+        table = table[:22] + ["| ... | | | | | | | |"] + table[-19:]
+    return lines + table
 
 
 def _la(x) -> str:
@@ -902,15 +899,13 @@ def _dur(p: dict | None) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", type=int, default=100_000)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    add_label_studio_args(ap, tasks=100_000, out="annotation_session")
     ap.add_argument("--minutes", type=float, default=10.0, help="backend phase length")
     ap.add_argument("--baseline-minutes", type=float, default=3.0, help="baseline phase length (0: none)")
     ap.add_argument("--annotators", type=int, default=2)
     ap.add_argument("--think", type=float, default=2.0, help="seconds per annotation (+-25%% jitter)")
     ap.add_argument("--strategy", default="breaking_ties")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "annotation_session"))
     ap.add_argument("--quiet-timeout", type=float, default=900.0,
                     help="max seconds to wait for the backend to settle at the end")
     ap.add_argument("--settle-idle", type=float, default=60.0,

@@ -16,11 +16,8 @@ Writes ``<out>.json`` and ``<out>.md``. The target is < 10 s from annotation to 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import shlex
 import signal
 import sys
 import tempfile
@@ -28,12 +25,12 @@ import time
 from pathlib import Path
 
 import requests
+# _common first: it makes benchmarks.* and tests.* importable
+from _common import (add_label_studio_args, command_line, create_project, machine, md_preamble,
+                     md_table, utc_now, write_results)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.e2e import harness  # noqa: E402
-from tests.e2e.flows import choices_result, label_config, read_jsonl, wait_for_round  # noqa: E402
+from tests.e2e import harness
+from tests.e2e.flows import choices_result, read_jsonl, wait_for_round
 
 TARGET_S = 10.0
 
@@ -50,16 +47,12 @@ def poll(fn, timeout: float, what: str, interval: float = 0.05):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", type=int, default=10_000)
+    add_label_studio_args(ap, tasks=10_000, out="backend_10k")
     ap.add_argument("--dataset", default="sst2.train")
     ap.add_argument("--strategy", default="breaking_ties")
     ap.add_argument("--seed-per-label", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2, help="measured single-annotation rounds")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "backend_10k"))
     ap.add_argument("--round-timeout", type=float, default=900.0)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite",
-                    help="Label Studio's database: its default SQLite file, or a fresh database on "
-                         "the local PostgreSQL server (createdb; dropped at the end)")
     args = ap.parse_args()
 
     recs = harness.load_jsonl(args.dataset, n=args.tasks)
@@ -67,10 +60,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_backend_10k_"))
     ls_srv = backend = None
     result: dict = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_start": os.getloadavg()},
+        "date": utc_now(), "command": command_line(__file__),
+        "machine": machine(loadavg_at_start=os.getloadavg()),
         "label_studio": harness.LS_VERSION, "tasks": len(recs), "dataset": args.dataset,
         "labels": labels, "strategy": args.strategy, "target_s": TARGET_S, "rounds": [],
         "db": args.db, "next_5xx": 0,
@@ -104,9 +95,7 @@ def main() -> int:
         seeds = {i for name in labels
                  for i in [j for j, r in enumerate(recs) if r["label"] == name][: args.seed_per_label]}
         t = time.perf_counter()
-        proj = ls.req("POST", "/api/projects", json={"title": f"bench {len(recs)} tasks",
-                                                      "label_config": label_config(labels)})
-        pid = proj["id"]
+        pid = create_project(ls, f"bench {len(recs)} tasks", labels)["id"]
         ls.req("POST", f"/api/projects/{pid}/import", timeout=900, json=[
             {"data": {"text": r["text"]}, **({"annotations": [{"result": choices_result([r["label"]])}]}
                                              if i in seeds else {})} for i, r in enumerate(recs)])
@@ -186,32 +175,27 @@ def main() -> int:
         if ls_srv:
             ls_srv.stop()  # also drops the PostgreSQL database
         result["machine"]["loadavg_at_end"] = os.getloadavg()
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-        write_md(out.with_suffix(".md"), result)
-        harness.log(f"results: {out.with_suffix('.json')} and .md")
+        harness.log(f"results: {write_results(args.out, result, markdown(result))} and .md")
     return 0 if result.get("summary", {}).get("meets_target") else 1
 
 
-def write_md(path: Path, r: dict) -> None:
-    lines = [f"# Backend round latency on a {r['tasks']}-task Label Studio project", "",
-             f"- date: {r['date']}", f"- command: `{r['command']}`",
+def markdown(r: dict) -> str:
+    lines = md_preamble(f"Backend round latency on a {r['tasks']}-task Label Studio project",
+                        r["date"], r["command"]) + [
              f"- Label Studio {r['label_studio']} ({'PostgreSQL 15' if r.get('db') == 'postgres' else 'SQLite'}, `label-studio start`), backend `studio-al serve` "
              f"(gunicorn, 1 worker), strategy `{r['strategy']}`, classifier linear_svc (TF-IDF), "
              f"dataset {r['dataset']}",
              f"- machine: {r['machine']['cpus']} CPUs, load average at start {r['machine']['loadavg_at_start']}, "
              f"at end {r['machine'].get('loadavg_at_end')} (shared machine)",
              f"- import of {r['tasks']} tasks: {r.get('import_tasks_s')} s; warm-up (seed annotations, "
-             f"first rounds incl. the full task listing): {r.get('warmup_s')} s", "",
-             "| round | annotation -> queue reordered (s) | round finished incl. delete (s) | fetch | train | "
-             "score | push (head) | patch | push (rest) | delete | /next = top |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for i, row in enumerate(r["rounds"], 1):
-        tm = row.get("timings") or {}
-        lines.append(f"| {i} | {row['annotation_to_reordered_queue_s']} | {row['annotation_to_round_finished_s']} | "
-                     + " | ".join(str(tm.get(k, "")) for k in ("fetch", "train", "score", "push", "patch", "push_rest", "delete"))
-                     + f" | {row['next_matches_top']} |")
+             f"first rounds incl. the full task listing): {r.get('warmup_s')} s", ""]
+    phases = ("fetch", "train", "score", "push", "patch", "push_rest", "delete")
+    lines += md_table(
+        ["round", "annotation -> queue reordered (s)", "round finished incl. delete (s)", "fetch",
+         "train", "score", "push (head)", "patch", "push (rest)", "delete", "/next = top"],
+        [[i, row["annotation_to_reordered_queue_s"], row["annotation_to_round_finished_s"],
+          *((row.get("timings") or {}).get(k, "") for k in phases), row["next_matches_top"]]
+         for i, row in enumerate(r["rounds"], 1)])
     if "summary" in r:
         s = r["summary"]
         lines += ["", f"Median {s['median_reorder_s']} s, max {s['max_reorder_s']} s from annotation to a "
@@ -220,7 +204,7 @@ def write_md(path: Path, r: dict) -> None:
                       f"in every round: {s['all_next_match']}.",
                   "", f"`GET /next` answered 5xx (Label Studio busy with a bulk write) {r.get('next_5xx', 0)} "
                       "time(s) in this run; each was retried after 1 s."]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

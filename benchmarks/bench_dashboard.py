@@ -2,7 +2,8 @@
 
 Builds a model store the way the backend writes it (``audit.jsonl`` with 50 rounds whose
 records carry the real fields: label annotation ids, queried tasks, timings, stopping verdict,
-per-round metrics; ``ranking.json`` of the serving version with one entry per unlabeled task;
+per-round metrics; the ranking (``ranking.npz``) of the serving version with one entry per
+unlabeled task;
 ``project.json``), then measures ``GET /dashboard/<project>``, ``GET /dashboard`` and
 ``GET /status?project=`` :
 
@@ -22,9 +23,7 @@ Writes ``benchmarks/results/dashboard.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,10 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import REPO, RESULTS, command_line, machine, md_table, write_results
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-RESULTS = REPO / "benchmarks" / "results"
+from backend.ranking import Ranking
+from backend.store import RANKING_FILE
+
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" '
           'choice="single">' + "".join(f'<Choice value="{c}"/>' for c in LABELS) +
@@ -98,12 +98,13 @@ def build_store(root: str, tasks: int, rounds: int, per_round: int, seed: int = 
                              "overall_uncertainty": {"stop": False, "value": 0.4}},
                 "seconds": 0.9}}
         store.append_audit(PID, record)
-    ranking = {int(t): {"score": round(i / max(unl.size - 1, 1), 6), "labels": ["World"],
-                        "confidence": 0.5} for i, t in enumerate(rng.permutation(unl))}
+    queue = rng.permutation(unl)
+    ranking = Ranking.build(queue, np.round(np.arange(queue.size) / max(unl.size - 1, 1), 6),
+                            [["World"]] * queue.size, np.full(queue.size, 0.5), LABELS, False)
     store.write_version(PID, version, None, ranking)
     store.set_current(PID, version)
     sizes = {name: os.path.getsize(os.path.join(root, str(PID), *name.split("/")))
-             for name in ("audit.jsonl", f"versions/{version}/ranking.json")}
+             for name in ("audit.jsonl", f"versions/{version}/{RANKING_FILE}")}
     return {"version": version, "unlabeled": int(unl.size), "bytes": sizes}
 
 
@@ -256,11 +257,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     root = tempfile.mkdtemp(prefix="bench-dashboard-")
     built = build_store(root, args.tasks, args.rounds, args.per_round)
-    result = {"command": " ".join([".venv/bin/python", "benchmarks/bench_dashboard.py",
-                                   *(argv if argv is not None else sys.argv[1:])]),
+    result = {"command": command_line(__file__, argv),
               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "load_1min": round(os.getloadavg()[0], 2)},
+              "machine": machine(load_1min=round(os.getloadavg()[0], 2)),
               "project": {"tasks": args.tasks, "rounds": args.rounds,
                           "labeled": min(args.tasks, args.rounds * args.per_round), **built},
               "in_process": in_process(root, args.repeats)}
@@ -276,23 +275,16 @@ def main(argv=None) -> int:
     result["budget_ms"] = budget
     result["worst_ms"] = worst
     result["within_budget"] = worst <= budget
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"# Dashboard render time ({result['date']})", "",
           f"`{result['command']}` — {args.tasks} tasks, {args.rounds} rounds, "
           f"{result['project']['labeled']} labeled, {built['unlabeled']} in the queue; "
-          f"audit.jsonl {built['bytes']['audit.jsonl'] / 1e6:.2f} MB, ranking.json "
+          f"audit.jsonl {built['bytes']['audit.jsonl'] / 1e6:.2f} MB, {RANKING_FILE} "
           f"{list(built['bytes'].values())[1] / 1e6:.2f} MB; {os.cpu_count()} CPUs, "
-          f"load {result['machine']['load_1min']}.", "",
-          "| route | in-process cold (max of 3) | in-process warm median / p95 | "
-          "gunicorn first request | gunicorn repeat median / p95 | HTML/JSON bytes |",
-          "|---|---|---|---|---|---|"]
-    for name, v in pages.items():
-        h = result.get("http_gunicorn", {}).get(name)
-        md.append(f"| `{v['path']}` | {v['cold']['max_ms']} ms | {v['warm']['median_ms']} / "
-                  f"{v['warm']['p95_ms']} ms | {h['first_ms'] if h else '–'} ms | "
-                  f"{h['repeat']['median_ms'] if h else '–'} / {h['repeat']['p95_ms'] if h else '–'}"
-                  f" ms | {v['bytes']} |")
+          f"load {result['machine']['load_1min']}.", ""]
+    md += md_table(["route", "in-process cold (max of 3)", "in-process warm median / p95",
+                    "gunicorn first request", "gunicorn repeat median / p95", "HTML/JSON bytes"],
+                   [_md_row(v, result.get("http_gunicorn", {}).get(name))
+                    for name, v in pages.items()])
     md += ["", f"After a new round (audit log and ranking re-read): "
                f"{result['in_process']['project_page']['after_round_ms']} ms.",
            f"Compiling the templates from source (once per MODEL_DIR, in a start-up thread; "
@@ -301,9 +293,18 @@ def main(argv=None) -> int:
            "compiled; gunicorn first request = 1 s after /health answers.",
            f"Worst of all: **{worst:.1f} ms** (budget {budget:.0f} ms: "
            f"{'met' if result['within_budget'] else 'MISSED'})."]
-    Path(args.out + ".md").write_text("\n".join(md) + "\n")
+    write_results(args.out, result, "\n".join(md) + "\n", indent=2)
     print("\n".join(md))
     return 0 if result["within_budget"] else 1
+
+
+def _md_row(v: dict, h: dict | None) -> list[str]:
+    """One route: in-process figures ``v``, gunicorn figures ``h`` (None: not measured)."""
+    return [f"`{v['path']}`", f"{v['cold']['max_ms']} ms",
+            f"{v['warm']['median_ms']} / {v['warm']['p95_ms']} ms",
+            f"{h['first_ms'] if h else '–'} ms",
+            f"{h['repeat']['median_ms'] if h else '–'} / {h['repeat']['p95_ms'] if h else '–'} ms",
+            v["bytes"]]
 
 
 if __name__ == "__main__":

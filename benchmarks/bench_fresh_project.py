@@ -20,31 +20,26 @@ Writes ``<out>_<tasks>_<db>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
+# _common first: it makes benchmarks.* and tests.* importable
+from _common import (add_label_studio_args, command_line, create_project, import_texts, machine,
+                     md_preamble, md_table, utc_now, write_results)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.corpus import source_corpus  # noqa: E402
-from tests.e2e import harness  # noqa: E402
-from tests.e2e.flows import choices_result, label_config  # noqa: E402
+from benchmarks.corpus import source_corpus
+from tests.e2e import harness
+from tests.e2e.flows import choices_result, read_jsonl
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=10_000)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    add_label_studio_args(ap, tasks=10_000, out="fresh_project")
     ap.add_argument("--timeout-min", type=float, default=30.0)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fresh_project"))
     args = ap.parse_args(argv)
     for name in [k for k in os.environ if k.startswith("AL_")]:
         os.environ.pop(name)   # the default pipeline, whatever the caller's environment
@@ -52,19 +47,16 @@ def main(argv=None) -> int:
     recs = source_corpus(args.tasks, harness.DATA_DIR, seed=0)
     labels = sorted({r["label"] for r in recs})
     truth = {r["text"]: r["label"] for r in recs}
-    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join([sys.executable, *sys.argv]), "tasks": args.tasks, "db": args.db,
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "loadavg_at_start": os.getloadavg()},
+    result = {"date": utc_now(), "command": command_line(__file__, argv),
+              "tasks": args.tasks, "db": args.db,
+              "machine": machine(loadavg_at_start=os.getloadavg()),
               "label_studio": harness.LS_VERSION, "timeline": [], "complete": False}
     ls_srv = backend = None
     try:
         ls_srv = harness.start_label_studio(tmp / "ls-data", db=args.db)
         ls = harness.LS(ls_srv.url, logfile=ls_srv.logfile)
-        pid = ls.req("POST", "/api/projects", json={"title": "fresh", "label_config": label_config(labels)})["id"]
-        for i in range(0, len(recs), 10_000):
-            ls.req("POST", f"/api/projects/{pid}/import", timeout=1800,
-                   json=[{"text": r["text"]} for r in recs[i:i + 10_000]])
+        pid = create_project(ls, "fresh", labels)["id"]
+        import_texts(ls, pid, recs)
         harness.log(f"project {pid}: {len(recs)} tasks imported")
         backend = harness.start_backend(ls_srv.url, tmp / "model_store", "diverse_mini_batch",
                                         extra_env={"LOG_LEVEL": "INFO"})
@@ -110,53 +102,40 @@ def main(argv=None) -> int:
                 last_print = t
             time.sleep(0.5)
         result["marks"] = marks
-        audit = harness_audit(tmp / "model_store", pid)
+        audit = read_jsonl(tmp / "model_store" / str(pid) / "audit.jsonl")
         result["rounds"] = [{k: r.get(k) for k in ("round", "status", "cold_start", "strategy_used",
                                                    "features", "k", "n_tasks", "timings")} for r in audit]
     finally:
         for srv in (backend, ls_srv):
             if srv is not None:
                 srv.stop()
-    out = Path(f"{args.out}_{args.tasks}_{args.db}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(result, indent=1, default=str))
-    Path(f"{out}.md").write_text(markdown(result))
+    write_results(f"{args.out}_{args.tasks}_{args.db}", result, markdown(result))
     print(markdown(result))
     return 0 if result["complete"] else 1
 
 
-def harness_audit(model_dir: Path, pid: int) -> list[dict]:
-    path = model_dir / str(pid) / "audit.jsonl"
-    out = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
 def markdown(r: dict) -> str:
     m = r.get("marks", {})
-    lines = [f"# Fresh {r['tasks']}-task project, default pipeline ({r['db']})", "",
-             f"- date: {r['date']}", f"- command: `{r['command']}`",
-             f"- machine: {r['machine']}", f"- Label Studio {r['label_studio']}; backend with no `AL_*` "
-             "variable (MiniLM embeddings + logistic regression, diverse_mini_batch, typiclust)", "",
-             "| milestone | seconds after connecting |", "|---|---|"]
-    for key, what in (("first_queue_s", "first ranked (label-free) queue live in Label Studio"),
-                      ("annotated_s", "one annotation per label made"),
-                      ("embeddings_complete_s", "every text embedded"),
-                      ("embedding_model_s", "a round trained on the embeddings")):
-        lines.append(f"| {what} | {m.get(key, '–')} |")
-    lines += ["", f"Complete: {r['complete']}. Rounds:", "",
-              "| round | status | cold start | strategy | features | k | tasks | total s |",
-              "|---|---|---|---|---|---|---|---|"]
-    for x in r.get("rounds", []):
-        f = x.get("features") or {}
-        lines.append(f"| {x['round']} | {x['status']} | {x['cold_start']} | {x['strategy_used']} "
-                     f"| {f.get('used', '–')} {f.get('embedded', '')}/{f.get('total', '')} | {x['k']} "
-                     f"| {x['n_tasks']} | {(x.get('timings') or {}).get('total')} |")
+    lines = md_preamble(f"Fresh {r['tasks']}-task project, default pipeline ({r['db']})",
+                        r["date"], r["command"]) + [
+        f"- machine: {r['machine']}", f"- Label Studio {r['label_studio']}; backend with no `AL_*` "
+        "variable (MiniLM embeddings + logistic regression, diverse_mini_batch, typiclust)", ""]
+    lines += md_table(["milestone", "seconds after connecting"], [
+        [what, m.get(key, "–")]
+        for key, what in (("first_queue_s", "first ranked (label-free) queue live in Label Studio"),
+                          ("annotated_s", "one annotation per label made"),
+                          ("embeddings_complete_s", "every text embedded"),
+                          ("embedding_model_s", "a round trained on the embeddings"))])
+    lines += ["", f"Complete: {r['complete']}. Rounds:", ""]
+    lines += md_table(["round", "status", "cold start", "strategy", "features", "k", "tasks", "total s"], [
+        [x["round"], x["status"], x["cold_start"], x["strategy_used"],
+         _features(x.get("features") or {}), x["k"], x["n_tasks"], (x.get("timings") or {}).get("total")]
+        for x in r.get("rounds", [])])
     return "\n".join(lines) + "\n"
+
+
+def _features(f: dict) -> str:
+    return f"{f.get('used', '–')} {f.get('embedded', '')}/{f.get('total', '')}"
 
 
 if __name__ == "__main__":

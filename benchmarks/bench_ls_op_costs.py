@@ -14,34 +14,30 @@ Writes ``<out>_<tasks>_<db>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# _common first: it makes benchmarks.* and tests.* importable
+from _common import (add_label_studio_args, command_line, create_project, import_texts,
+                     md_preamble, md_table, utc_now, write_results)
 
-from benchmarks.corpus import source_corpus  # noqa: E402
-from tests.e2e import harness  # noqa: E402
-from tests.e2e.flows import choices_result, label_config  # noqa: E402
+from benchmarks.corpus import source_corpus
+from tests.e2e import harness
+from tests.e2e.flows import choices_result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", type=int, default=100_000)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ls_op_costs"))
+    add_label_studio_args(ap, tasks=100_000, out="ls_op_costs")
     args = ap.parse_args()
     recs = source_corpus(args.tasks, harness.DATA_DIR)
     labels = sorted({r["label"] for r in recs})
     rows: list[dict] = []
-    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    result = {"date": utc_now(), "command": command_line(__file__),
               "tasks": len(recs), "db": args.db, "cpus": os.cpu_count(),
               "loadavg_at_start": os.getloadavg(), "label_studio": harness.LS_VERSION, "rows": rows}
     srv = harness.start_label_studio(Path(tempfile.mkdtemp(prefix="ls_op_costs_")) / "ls", db=args.db)
@@ -58,12 +54,9 @@ def main() -> int:
         return out
 
     try:
-        pid = ls.req("POST", "/api/projects", json={"title": "op costs",
-                                                     "label_config": label_config(labels)})["id"]
+        pid = create_project(ls, "op costs", labels)["id"]
         t0 = time.perf_counter()
-        for i in range(0, len(recs), 10_000):
-            ls.req("POST", f"/api/projects/{pid}/import", timeout=1800,
-                   json=[{"text": r["text"]} for r in recs[i:i + 10_000]])
+        import_texts(ls, pid, recs)
         result["import_s"] = round(time.perf_counter() - t0, 1)
 
         def dm(filters=(), page_size=1000, fields=None, conj="and"):
@@ -116,21 +109,23 @@ def main() -> int:
     finally:
         srv.stop()
         result["loadavg_at_end"] = os.getloadavg()
-        out = Path(f"{args.out}_{len(recs)}_{args.db}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        lines = [f"# Label Studio {result['label_studio']} call costs, {result['tasks']} tasks, {args.db}",
-                 "", f"- date: {result['date']}", f"- command: `{result['command']}`",
-                 f"- machine: {result['cpus']} CPUs (shared), load average at start "
-                 f"{result['loadavg_at_start']}, at end {result['loadavg_at_end']}",
-                 f"- import of the tasks (10,000 per request): {result.get('import_s')} s",
-                 "- one call at a time, nobody else using Label Studio", "",
-                 "| operation | seconds (each repetition) | note |", "|---|---|---|"]
-        lines += [f"| {r['operation']} | {', '.join(map(str, r['seconds']))} | {r['note']} |"
-                  for r in rows]
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        out = f"{args.out}_{len(recs)}_{args.db}"
+        write_results(out, result, markdown(result))
         harness.log(f"results: {out}.json/.md")
     return 0
+
+
+def markdown(result: dict) -> str:
+    lines = md_preamble(f"Label Studio {result['label_studio']} call costs, {result['tasks']} tasks, "
+                        f"{result['db']}", result["date"], result["command"]) + [
+        f"- machine: {result['cpus']} CPUs (shared), load average at start "
+        f"{result['loadavg_at_start']}, at end {result['loadavg_at_end']}",
+        f"- import of the tasks (10,000 per request): {result.get('import_s')} s",
+        "- one call at a time, nobody else using Label Studio", ""]
+    lines += md_table(["operation", "seconds (each repetition)", "note"],
+                      [[r["operation"], ", ".join(map(str, r["seconds"])), r["note"]]
+                       for r in result["rows"]])
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

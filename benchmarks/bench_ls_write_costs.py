@@ -15,10 +15,7 @@ slowest answer are reported.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import shlex
 import sys
 import tempfile
 import threading
@@ -26,33 +23,30 @@ import time
 from pathlib import Path
 
 import requests
+# _common first: it makes benchmarks.* and tests.* importable
+from _common import (add_label_studio_args, command_line, create_project, md_preamble, md_table,
+                     utc_now, write_results)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.e2e import harness  # noqa: E402
-from tests.e2e.flows import choices_result, label_config  # noqa: E402
+from tests.e2e import harness
+from tests.e2e.flows import choices_result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", type=int, default=10_000)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ls_write_costs"))
+    add_label_studio_args(ap, tasks=10_000, out="ls_write_costs")
     args = ap.parse_args()
     recs = harness.load_jsonl("sst2.train", n=args.tasks)
     labels = sorted({r["label"] for r in recs})
     tmp = Path(tempfile.mkdtemp(prefix="bench_ls_write_"))
     rows: list[dict] = []
-    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    result = {"date": utc_now(), "command": command_line(__file__),
               "tasks": len(recs), "db": args.db, "cpus": os.cpu_count(),
               "loadavg_at_start": os.getloadavg(), "rows": rows}
     srv = None
     try:
         srv = harness.start_label_studio(tmp / "ls", db=args.db)
         ls = harness.LS(srv.url, logfile=srv.logfile)
-        pid = ls.req("POST", "/api/projects", json={"title": "write costs", "label_config": label_config(labels)})["id"]
+        pid = create_project(ls, "write costs", labels)["id"]
         ls.req("POST", f"/api/projects/{pid}/import", timeout=900, json=[{"data": {"text": r["text"]}} for r in recs])
         tids = ls.task_ids(pid)
 
@@ -107,19 +101,20 @@ def main() -> int:
         if srv:
             srv.stop()  # also drops the PostgreSQL database
         result["loadavg_at_end"] = os.getloadavg()
-        out = Path(args.out)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        lines = [f"# Label Studio {harness.LS_VERSION} write costs, {len(recs)} tasks, {args.db}", "",
-                 f"- date: {result['date']}", f"- command: `{result['command']}`",
-                 f"- machine: {result['cpus']} CPUs (shared), load average at start {result['loadavg_at_start']}, "
-                 f"at end {result['loadavg_at_end']}", "",
-                 "| operation | seconds | GET /next calls meanwhile | of which 5xx | slowest /next (s) |",
-                 "|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['operation']} | {r['seconds']} | {r.get('next_calls', '')} | "
-                         f"{r.get('next_5xx', '')} | {r.get('next_slowest_s', '')} |")
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        write_results(args.out, result, markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    lines = md_preamble(f"Label Studio {harness.LS_VERSION} write costs, {result['tasks']} tasks, "
+                        f"{result['db']}", result["date"], result["command"]) + [
+        f"- machine: {result['cpus']} CPUs (shared), load average at start "
+        f"{result['loadavg_at_start']}, at end {result['loadavg_at_end']}", ""]
+    lines += md_table(["operation", "seconds", "GET /next calls meanwhile", "of which 5xx",
+                       "slowest /next (s)"],
+                      [[r["operation"], r["seconds"], r.get("next_calls", ""), r.get("next_5xx", ""),
+                        r.get("next_slowest_s", "")] for r in result["rows"]])
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA as SHARED_DATA
+from _common import RESULTS, machine, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("STUDIO_AL_DATA", ROOT.parent / "shared" / "data"))
-OUT = ROOT / "benchmarks" / "results" / "neural.json"
+DATA = Path(os.environ.get("STUDIO_AL_DATA", SHARED_DATA))
+OUT = RESULTS / "neural.json"
 
 
 def load(name: str, split: str):
@@ -34,12 +32,22 @@ def load(name: str, split: str):
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+def load_split_datasets(name: str):
+    """The train and test splits of a shared dataset as ``Dataset`` objects, and the labels."""
+    from al_engine.data import Dataset
+    tr_x, tr_y = load(name, "train")
+    te_x, te_y = load(name, "test")
+    labels = sorted(set(tr_y))
+    return (Dataset.from_texts(tr_x, tr_y, target_labels=labels),
+            Dataset.from_texts(te_x, te_y, target_labels=labels), labels)
+
+
 def _save(section: str, result: dict) -> None:
+    """Merge ``result`` as ``section`` into ``results/neural.json``."""
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
     doc[section] = result
-    doc["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                      "loadavg_at_save": os.getloadavg()}
-    OUT.write_text(json.dumps(doc, indent=2))
+    doc["machine"] = machine(loadavg_at_save=os.getloadavg())
+    write_results(OUT.with_suffix(""), doc, indent=2)
     print(json.dumps({section: result}, indent=2), flush=True)
 
 
@@ -67,14 +75,9 @@ def bench_accuracy(args) -> None:
 
     from al_engine.classifiers.embedding import make_embedding_logistic_regression
     from al_engine.classifiers.sklearn import make_linear_svc
-    from al_engine.data import Dataset
     result = {}
     for name in args.datasets:
-        tr_x, tr_y = load(name, "train")
-        te_x, te_y = load(name, "test")
-        labels = sorted(set(tr_y))
-        train = Dataset.from_texts(tr_x, tr_y, target_labels=labels)
-        test = Dataset.from_texts(te_x, te_y, target_labels=labels)
+        train, test, labels = load_split_datasets(name)
         t = time.perf_counter()
         emb_clf = make_embedding_logistic_regression(len(labels), cache_dir=args.cache_dir)
         emb_train, emb_test = emb_clf.featurize(train), emb_clf.featurize(test)
@@ -153,13 +156,8 @@ def bench_retrain(args) -> None:
 
 def bench_finetune(args) -> None:
     import torch
-    from al_engine.data import Dataset
     from al_engine.registry import make_classifier
-    tr_x, tr_y = load("trec", "train")
-    te_x, te_y = load("trec", "test")
-    labels = sorted(set(tr_y))
-    train = Dataset.from_texts(tr_x, tr_y, target_labels=labels)
-    test = Dataset.from_texts(te_x, te_y, target_labels=labels)
+    train, test, labels = load_split_datasets("trec")
     idx = np.random.default_rng(0).choice(len(train), size=args.finetune_labels, replace=False)
     pool = train[np.random.default_rng(1).choice(len(train), size=1000, replace=False)]
     previous = json.loads(OUT.read_text()).get("finetune", {}) if OUT.exists() else {}

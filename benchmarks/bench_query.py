@@ -25,6 +25,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
+
+from _common import (PrecomputedClassifier, best_of, command_line, labeled_split, machine,
+                     md_preamble, md_table, peak_mib, pin_threads, publish, softmax_rows, utc_now,
+                     valid_selection)
 
 
 def _parse_args(argv=None):
@@ -47,15 +52,8 @@ def _parse_args(argv=None):
 
 ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None:  # pin threads BEFORE numpy is imported
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
-import datetime as _dt  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -66,40 +64,26 @@ from al_engine.data import Dataset  # noqa: E402
 from al_engine.registry import available, make_query_strategy  # noqa: E402
 
 
-class PrecomputedProba:
-    """Stub classifier: ``predict_proba`` returns rows of a fixed matrix.
-
-    Column 0 of the features holds the row id (exact in float32 below 2**24), so a subset
-    (``dataset[idx]``, as subsampling builds) gets its own rows; the full pool gets the
-    precomputed array itself at no cost.
-    """
-
-    def __init__(self, x_full: np.ndarray, proba_full: np.ndarray):
-        self.x_full = x_full
-        self.proba_full = proba_full
-
-    def predict_proba(self, dataset):
-        x = dataset.x
-        if x is self.x_full:
-            return self.proba_full
-        return self.proba_full[np.asarray(x[:, 0]).astype(np.int64)]
-
-
 def make_data(pool: int, dim: int, labeled: int, k: int, seed: int):
+    """Features (column 0 holds the row id, exact in float32 below 2**24), probabilities,
+    labeled and unlabeled rows, targets (-1 = unlabeled; every class labeled at least once)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((pool, dim), dtype=np.float32)
     x[:, 0] = np.arange(pool, dtype=np.float32)
-    logits = rng.standard_normal((pool, k)) * 2.0
-    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
-    idx_labeled = np.sort(rng.choice(pool, size=labeled, replace=False))
-    mask = np.ones(pool, dtype=bool)
-    mask[idx_labeled] = False
-    idx_unlabeled = np.flatnonzero(mask)
+    proba = softmax_rows(rng.standard_normal((pool, k)) * 2.0)
+    idx_labeled, idx_unlabeled = labeled_split(rng, pool, labeled)
     y_full = np.full(pool, -1, dtype=np.int64)
     y_full[idx_labeled] = rng.integers(0, k, size=labeled)
     y_full[idx_labeled[:k]] = np.arange(k)  # every class present
     return x, proba, idx_labeled, idx_unlabeled, y_full
+
+
+def stub_classifier(x: np.ndarray, proba: np.ndarray) -> PrecomputedClassifier:
+    """The full pool (``dataset.x is x``) gets ``proba`` itself at no cost; a subset
+    (``dataset[idx]``, as subsampling builds) its own rows, by the row id in column 0."""
+    def row_ids(dataset):
+        return None if dataset.x is x else np.asarray(dataset.x[:, 0]).astype(np.int64)
+    return PrecomputedClassifier(x, proba, row_ids, num_classes=proba.shape[1])
 
 
 def cases():
@@ -139,24 +123,8 @@ def cases():
 def timed(make, args, n, repeats, budget):
     """Best wall time of up to ``repeats`` fresh-object queries (no new run once ``budget``
     seconds were spent; at least one run); the last selection."""
-    best, spent, runs, sel = float("inf"), 0.0, 0, None
-    while runs < repeats and (runs == 0 or spent < budget):
-        strategy = make()
-        t0 = time.perf_counter()
-        sel = strategy.query(*args, n=n)
-        dt = time.perf_counter() - t0
-        best, spent, runs = min(best, dt), spent + dt, runs + 1
+    best, runs, sel = best_of(lambda i: partial(make().query, *args, n=n), repeats, budget)
     return best, runs, np.asarray(sel)
-
-
-def peak_mib(make, args, n):
-    strategy = make()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    strategy.query(*args, n=n)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak / 2 ** 20
 
 
 def run(a) -> dict:
@@ -168,7 +136,7 @@ def run(a) -> dict:
     load_before = os.getloadavg()
     for k in a.classes:
         x, proba, idx_l, idx_u, y_full = make_data(a.pool, a.dim, a.labeled, k, a.seed)
-        clf = PrecomputedProba(x, proba)
+        clf = stub_classifier(x, proba)
         ours_ds = Dataset(x=x, y=y_full)
         assert ours_ds.x is x
         with warnings.catch_warnings():
@@ -183,12 +151,11 @@ def run(a) -> dict:
                     t_ours, r_ours, s_ours = timed(ours_make, ours_args, n, a.repeats, a.budget)
                     t_ref, r_ref, s_ref = timed(ref_make, ref_args, n, a.repeats, a.budget)
                     if n == max(a.n):
-                        m_ours = peak_mib(ours_make, ours_args, n)
-                        m_ref = peak_mib(ref_make, ref_args, n)
+                        m_ours = peak_mib(partial(ours_make().query, *ours_args, n=n))
+                        m_ref = peak_mib(partial(ref_make().query, *ref_args, n=n))
                     else:
                         m_ours = m_ref = None
-                valid = (s_ours.size == n and np.unique(s_ours).size == n
-                         and bool(np.isin(s_ours, idx_u).all()))
+                valid = valid_selection(s_ours, n, idx_u)
                 same = (set(s_ours.tolist()) == set(s_ref.tolist())) if det else None
                 row = dict(strategy=label, registry_name=name, classes=k, n=n,
                            ours_s=t_ours, ref_s=t_ref, speedup=t_ref / t_ours,
@@ -199,17 +166,16 @@ def run(a) -> dict:
                 print(_fmt_row(row), flush=True)
     return dict(
         benchmark="query strategies, one query",
-        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        command=" ".join([os.path.relpath(sys.executable)] + sys.argv),
+        date=utc_now(),
+        command=command_line(__file__),
         setup=dict(pool=a.pool, dim=a.dim, dtype="float32", labeled=a.labeled,
                    unlabeled=a.pool - a.labeled, classes=a.classes, n=a.n, repeats=a.repeats,
                    budget_s=a.budget, threads=a.threads, seed=a.seed,
                    timing="best of runs, time.perf_counter, fresh strategy object per run",
                    memory="tracemalloc peak during one query (Python + numpy allocations), "
                           "n=max(n) only"),
-        machine=dict(python=platform.python_version(), platform=platform.platform(),
-                     cpus=os.cpu_count(), numpy=np.__version__, scipy=scipy.__version__,
-                     small_text=getattr(small_text, "__version__", "?")),
+        machine=machine(numpy=np.__version__, scipy=scipy.__version__,
+                        small_text=getattr(small_text, "__version__", "?")),
         load_average_1_5_15min=dict(before=[round(v, 2) for v in load_before],
                                     after=[round(v, 2) for v in os.getloadavg()]),
         skipped_strategies=skipped,
@@ -227,12 +193,9 @@ def _fmt_row(r) -> str:
 
 
 def to_markdown(res: dict) -> str:
-    s = res["setup"]
-    lines = [
-        f"# Query strategies: studio-al vs small-text {res['machine']['small_text']}",
-        "",
-        f"- date: {res['date']}",
-        f"- command: `{res['command']}`",
+    s, m = res["setup"], res["machine"]
+    lines = md_preamble(f"Query strategies: studio-al vs small-text {m['small_text']}",
+                        res["date"], res["command"]) + [
         f"- pool: {s['pool']:,} x {s['dim']} dense {s['dtype']} features, "
         f"{s['labeled']} labeled, one query; classes {s['classes']}, n {s['n']}",
         f"- timing: {s['timing']}; up to {s['repeats']} runs, no new run after "
@@ -240,9 +203,8 @@ def to_markdown(res: dict) -> str:
         f"- memory: {s['memory']}",
         f"- threads: {s['threads']} (OMP/OPENBLAS/MKL env vars set before numpy import, "
         f"plus threadpoolctl), same for both sides",
-        f"- machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
-        f"Python {res['machine']['python']}, numpy {res['machine']['numpy']}, "
-        f"scipy {res['machine']['scipy']}",
+        f"- machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
+        f"numpy {m['numpy']}, scipy {m['scipy']}",
         f"- load average (1/5/15 min) before: {res['load_average_1_5_15min']['before']}, "
         f"after: {res['load_average_1_5_15min']['after']} (a shared machine: absolute times "
         "are noisy, both sides ran interleaved under the same load)",
@@ -251,19 +213,19 @@ def to_markdown(res: dict) -> str:
         "- same set: deterministic strategies must select the same set of indices as "
         "small-text; n/a for random draws (different generators), where validity is checked",
         "",
-        "| strategy | classes | n | ours (ms) | small-text (ms) | speed-up | ours peak (MiB) "
-        "| small-text peak (MiB) | runs (ours/st) | same set | valid |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    rows = []
     for r in res["results"]:
         mem = ("–", "–") if r["ours_peak_mib"] is None else \
             (f"{r['ours_peak_mib']:.1f}", f"{r['ref_peak_mib']:.1f}")
         same = {True: "yes", False: "**NO**", None: "n/a"}[r["same_set_as_ref"]]
-        lines.append(
-            f"| {r['strategy']} | {r['classes']} | {r['n']} | {r['ours_s'] * 1e3:.3f} | "
-            f"{r['ref_s'] * 1e3:.3f} | {r['speedup']:.1f}× | {mem[0]} | {mem[1]} | "
-            f"{r['ours_runs']}/{r['ref_runs']} | {same} | "
-            f"{'yes' if r['valid'] else '**NO**'} |")
+        rows.append([r["strategy"], r["classes"], r["n"], f"{r['ours_s'] * 1e3:.3f}",
+                     f"{r['ref_s'] * 1e3:.3f}", f"{r['speedup']:.1f}×", mem[0], mem[1],
+                     f"{r['ours_runs']}/{r['ref_runs']}", same,
+                     "yes" if r["valid"] else "**NO**"])
+    lines += md_table(["strategy", "classes", "n", "ours (ms)", "small-text (ms)", "speed-up",
+                       "ours peak (MiB)", "small-text peak (MiB)", "runs (ours/st)", "same set",
+                       "valid"], rows, align="lrrrrrrrrll")
     if res["skipped_strategies"]:
         lines += ["", "Registered but not covered by this benchmark (no small-text mapping "
                       "here): " + ", ".join(res["skipped_strategies"])]
@@ -272,17 +234,7 @@ def to_markdown(res: dict) -> str:
 
 def main(a) -> int:
     res = run(a)
-    md = to_markdown(res)
-    print()
-    print(md)
-    if not a.no_write:
-        os.makedirs(a.out, exist_ok=True)
-        stem = os.path.join(a.out, f"query_{a.pool // 1000}k")
-        with open(stem + ".json", "w") as f:
-            json.dump(res, f, indent=1)
-        with open(stem + ".md", "w") as f:
-            f.write(md)
-        print(f"wrote {stem}.md and {stem}.json")
+    publish(os.path.join(a.out, f"query_{a.pool // 1000}k"), res, to_markdown(res), write=not a.no_write)
     bad = [r for r in res["results"] if not r["valid"] or r["same_set_as_ref"] is False]
     return 1 if bad else 0
 

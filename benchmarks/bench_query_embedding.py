@@ -36,8 +36,7 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from _common import REPO, RESULTS, command_line, md_table, pin_threads, write_results
 
 #: (name, ours factory kwargs, small-text constructor, compare mode)
 #: compare: "sequence" / "set" = must be equal; "overlap" = report only.
@@ -59,9 +58,7 @@ CASES = [
 
 # ---------------------------------------------------------------------------- worker side
 def _pin():
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[var] = "1"
+    pin_threads(1)
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[CPU] if -len(cpus) <= CPU < len(cpus) else cpus[-1]})
@@ -169,7 +166,7 @@ def run_worker(spec: dict, timeout: float) -> dict:
     spec = {**spec, "stamp": stamp}
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:
         res = {"error": f"timeout after {timeout:.0f} s"}
         if os.path.exists(stamp):   # seconds the query itself ran before it was stopped
@@ -205,10 +202,8 @@ def to_markdown(res: dict) -> str:
              "each in its own process pinned to ONE cpu with OMP/OPENBLAS threads = 1 (both sides)",
              f"- ours: median of {m['repeats']} queries; small-text: one query",
              "- peak = ru_maxrss of the worker process (includes the embeddings it loaded, "
-             "base column)", "- command: `" + m["command"] + "`", "",
-             "| strategy | pool | n | ours s | small-text s | ratio | ours peak MiB | "
-             "small-text peak MiB | base MiB | same selection |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "base column)", "- command: `" + m["command"] + "`", ""]
+    rows = []
     for r in res["rows"]:
         o, t, c = r["ours"], r.get("small_text"), r.get("compare")
         os_ = f"{o['seconds']:.3f}" if "seconds" in o else o.get("error", "?")
@@ -225,10 +220,11 @@ def to_markdown(res: dict) -> str:
         if c:
             same = ("yes" if c.get("equal") else "NO") if "equal" in c else \
                 f"overlap {c['overlap']:.2f}"
-        lines.append(
-            f"| {r['name']} | {r['size']} | {r['n']} | {os_} | {ts} | {ratio} | "
-            f"{o.get('peak_rss_mib', 0):.0f} | "
-            f"{(t or {}).get('peak_rss_mib', 0):.0f} | {o.get('base_rss_mib', 0):.0f} | {same} |")
+        rows.append([r["name"], r["size"], r["n"], os_, ts, ratio,
+                     f"{o.get('peak_rss_mib', 0):.0f}", f"{(t or {}).get('peak_rss_mib', 0):.0f}",
+                     f"{o.get('base_rss_mib', 0):.0f}", same])
+    lines += md_table(["strategy", "pool", "n", "ours s", "small-text s", "ratio",
+                       "ours peak MiB", "small-text peak MiB", "base MiB", "same selection"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -248,7 +244,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="query_embedding", help="stem of the result files")
     p.add_argument("--cpu", type=int, default=-1, help="index of the cpu workers are pinned to")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
@@ -295,18 +291,11 @@ def _write(a, argv, rows) -> dict:
     res = {"meta": {"when": time.strftime("%Y-%m-%d %H:%M"), "platform": platform.platform(),
                     "python": platform.python_version(), "numpy": np.__version__,
                     "small_text": version("small-text"), "dim": a.dim, "labeled": a.labeled, "repeats": a.repeats,
-                    "command": "python benchmarks/bench_query_embedding.py "
-                               + " ".join(argv if argv is not None else sys.argv[1:])},
+                    "command": command_line(__file__, argv)},
            "rows": rows}
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, a.name)
-    with open(stem + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(to_markdown(res))
+    write_results(os.path.join(a.out, a.name), res, to_markdown(res))
     return res
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
     sys.exit(main())

@@ -30,6 +30,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
+
+from _common import (PrecomputedClassifier, best_of, command_line, labeled_split, machine,
+                     md_preamble, md_table, peak_mib, pin_threads, publish, softmax_rows, utc_now,
+                     valid_selection)
 
 
 def _parse_args(argv=None):
@@ -54,17 +59,10 @@ def _parse_args(argv=None):
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-if ARGS is not None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+if ARGS is not None:  # pin threads BEFORE numpy is imported
+    pin_threads(ARGS.threads)
 
-import datetime as _dt  # noqa: E402
 import importlib  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -92,46 +90,27 @@ class RowsDataset:
                            None if self.y is None else self.y[idx], self.is_multi_label)
 
 
-class Stub:
+def stub_classifier(x, proba, num_classes) -> PrecomputedClassifier:
     """Precomputed proba/embeddings; the full pool gets the arrays themselves, a subset a
-    gather by its row ids (ours: ``Dataset`` subsets carry them as ``texts``)."""
-
-    def __init__(self, x, proba, num_classes):
-        self.x, self.proba, self.num_classes = x, proba, num_classes
-
-    def _rows(self, dataset):
+    gather by its row ids (small-text's side: ``RowsDataset.rows``; ours: ``Dataset`` subsets
+    carry them as ``texts``)."""
+    def row_ids(dataset):
         rows = getattr(dataset, "rows", None)
         if rows is None:
             rows = dataset.texts
-        return None if len(rows) == self.x.shape[0] else np.asarray(rows, dtype=np.int64)
-
-    def predict_proba(self, dataset):
-        rows = self._rows(dataset)
-        return self.proba if rows is None else self.proba[rows]
-
-    def predict(self, dataset, return_proba=False):
-        proba = self.predict_proba(dataset)
-        return (proba.argmax(axis=1), proba) if return_proba else proba.argmax(axis=1)
-
-    def embed(self, dataset, return_proba=False, **kwargs):
-        rows = self._rows(dataset)
-        emb = self.x if rows is None else self.x[rows]
-        return (emb, self.predict_proba(dataset)) if return_proba else emb
+        return None if len(rows) == x.shape[0] else np.asarray(rows, dtype=np.int64)
+    return PrecomputedClassifier(x, proba, row_ids, num_classes)
 
 
 def make_pool(pool, dim, labeled, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((pool, dim), dtype=np.float32)
-    idx_l = np.sort(rng.choice(pool, size=labeled, replace=False))
-    mask = np.ones(pool, dtype=bool)
-    mask[idx_l] = False
-    return rng, x, idx_l, np.flatnonzero(mask)
+    idx_l, idx_u = labeled_split(rng, pool, labeled)
+    return rng, x, idx_l, idx_u
 
 
 def single_label(rng, pool, idx_l, k):
-    logits = rng.standard_normal((pool, k)) * 2.0
-    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
+    proba = softmax_rows(rng.standard_normal((pool, k)) * 2.0)
     y = np.full(pool, -1, dtype=np.int64)
     # a skewed labeled distribution, so that balancing has something to do
     y[idx_l] = rng.choice(k, size=idx_l.size, p=np.arange(k, 0, -1) / (k * (k + 1) / 2))
@@ -217,25 +196,13 @@ def timed(make, args, n, repeats, budget):
     query (first-call costs: imports, page faults); the last selection."""
     np.random.seed(12345)
     make().query(*args, n=n)
-    best, spent, runs, sel = float("inf"), 0.0, 0, None
-    while runs < repeats and (runs < 2 or spent < budget):
+
+    def prepare(run):
         strategy = make()
-        np.random.seed(runs)                        # small-text draws from np.random
-        t0 = time.perf_counter()
-        sel = strategy.query(*args, n=n)
-        dt = time.perf_counter() - t0
-        best, spent, runs = min(best, dt), spent + dt, runs + 1
+        np.random.seed(run)                         # small-text draws from np.random
+        return partial(strategy.query, *args, n=n)
+    best, runs, sel = best_of(prepare, repeats, budget, min_runs=2)
     return best, runs, np.asarray(sel, dtype=np.int64)
-
-
-def peak_mib(make, args, n):
-    strategy = make()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    strategy.query(*args, n=n)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak / 2 ** 20
 
 
 def compare(ours, theirs, scores, idx_u):
@@ -263,11 +230,11 @@ def run(a) -> dict:
         proba_s, y_s = single_label(rng, pool, idx_l, a.classes)
         proba_m, y_m = multi_label(rng, pool, idx_l, a.labels)
         data = {
-            "dal": (Stub(x, proba_s, a.classes), Dataset(x=x, y=y_s, texts=ids), None,
+            "dal": (stub_classifier(x, proba_s, a.classes), Dataset(x=x, y=y_s, texts=ids), None,
                     y_s[idx_l]),
-            "single": (Stub(x, proba_s, a.classes), Dataset(x=x, y=y_s, texts=ids),
+            "single": (stub_classifier(x, proba_s, a.classes), Dataset(x=x, y=y_s, texts=ids),
                        RowsDataset(x, ids), y_s[idx_l]),
-            "multi": (Stub(x, proba_m, a.labels),
+            "multi": (stub_classifier(x, proba_m, a.labels),
                       Dataset(x=x, y=y_m, texts=ids, multi_label=True),
                       RowsDataset(x, ids, multi_label=True), y_m[idx_l]),
         }
@@ -286,16 +253,16 @@ def run(a) -> dict:
                 with threadpool_limits(a.threads), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     t_ours, r_ours, s_ours = timed(ours_make, ours_args, n, a.repeats, a.budget)
-                    m_ours = peak_mib(ours_make, ours_args, n) if n == max(a.n) else None
+                    m_ours = (peak_mib(partial(ours_make().query, *ours_args, n=n))
+                              if n == max(a.n) else None)
                     if ref_make is not None:
                         t_ref, r_ref, s_ref = timed(ref_make, ref_args, n, a.repeats, a.budget)
-                        m_ref = peak_mib(ref_make, ref_args, n) if n == max(a.n) else None
+                        m_ref = (peak_mib(partial(ref_make().query, *ref_args, n=n))
+                                 if n == max(a.n) else None)
                     else:
                         t_ref = r_ref = s_ref = m_ref = None
-                valid = (s_ours.size == n and np.unique(s_ours).size == n
-                         and bool(np.isin(s_ours, idx_u).all()))
-                ref_valid = None if s_ref is None else bool(
-                    s_ref.size == n and np.unique(s_ref).size == n and np.isin(s_ref, idx_u).all())
+                valid = valid_selection(s_ours, n, idx_u)
+                ref_valid = None if s_ref is None else valid_selection(s_ref, n, idx_u)
                 if s_ref is None:
                     same = None
                 elif det:
@@ -314,16 +281,14 @@ def run(a) -> dict:
                 print(_fmt_row(row), flush=True)
     return dict(
         benchmark="learned / multi-label / balancing query strategies, one query",
-        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        command=" ".join([os.path.relpath(sys.executable)] + sys.argv),
+        date=utc_now(),
+        command=command_line(__file__),
         setup=dict(pool=a.pool, dim=a.dim, dtype="float32", labeled=a.labeled, labels=a.labels,
                    classes=a.classes, n=a.n, dal_num_iterations=a.num_iterations,
                    repeats=a.repeats, budget_s=a.budget, threads=a.threads, seed=a.seed),
-        machine=dict(python=platform.python_version(), platform=platform.platform(),
-                     cpus=os.cpu_count(), numpy=np.__version__, scipy=scipy.__version__,
-                     sklearn=sklearn.__version__,
-                     small_text=small_text.__version__,
-                     small_text_2=a.st2 and load_small_text_2(a.st2)[0]),
+        machine=machine(numpy=np.__version__, scipy=scipy.__version__,
+                        sklearn=sklearn.__version__, small_text=small_text.__version__,
+                        small_text_2=a.st2 and load_small_text_2(a.st2)[0]),
         results=rows)
 
 
@@ -342,11 +307,8 @@ def _fmt_row(r) -> str:
 
 def to_markdown(res: dict) -> str:
     s, m = res["setup"], res["machine"]
-    lines = [
-        "# Learned / multi-label / balancing query strategies: studio-al vs small-text",
-        "",
-        f"- date: {res['date']}",
-        f"- command: `{res['command']}`",
+    lines = md_preamble("Learned / multi-label / balancing query strategies: studio-al vs "
+                        "small-text", res["date"], res["command"]) + [
         f"- pools: {', '.join(f'{p:,}' for p in s['pool'])} x {s['dim']} float32, "
         f"{s['labeled']} labeled, one query; n {s['n']}; multi-label: {s['labels']} labels; "
         f"single-label: {s['classes']} classes (skewed labeled distribution); DAL "
@@ -363,34 +325,23 @@ def to_markdown(res: dict) -> str:
         "it draws randomness (DAL subsample, ClassBalancer ties) or the semantics differ "
         "on purpose (CVIRS default = the paper's formula, see its docstring)",
         "",
-        "| strategy | pool | n | ours (ms) | reference (ms) | speed-up | ours peak (MiB) | "
-        "reference peak (MiB) | same set | reference |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in res["results"]:
-        lines.append(
-            f"| {r['strategy']} | {r['pool']:,} | {r['n']} | {_fmt(r['ours_s'], 1e3)} | "
-            f"{_fmt(r['ref_s'], 1e3)} | {_fmt(r['speedup'], fmt='{:.2f}×')} | "
-            f"{_fmt(r['ours_peak_mib'])} | {_fmt(r['ref_peak_mib'])} | "
-            f"{r['same_set_as_ref'] or 'n/a'}{'' if r['valid'] else ' **INVALID**'} | "
-            f"{r['reference'] or '–'}"
-            f"{' (its result invalid)' if r['ref_valid'] is False else ''} |")
+    rows = [[r["strategy"], f"{r['pool']:,}", r["n"], _fmt(r["ours_s"], 1e3),
+             _fmt(r["ref_s"], 1e3), _fmt(r["speedup"], fmt="{:.2f}×"),
+             _fmt(r["ours_peak_mib"]), _fmt(r["ref_peak_mib"]),
+             f"{r['same_set_as_ref'] or 'n/a'}{'' if r['valid'] else ' **INVALID**'}",
+             f"{r['reference'] or '–'}"
+             f"{' (its result invalid)' if r['ref_valid'] is False else ''}"]
+            for r in res["results"]]
+    lines += md_table(["strategy", "pool", "n", "ours (ms)", "reference (ms)", "speed-up",
+                       "ours peak (MiB)", "reference peak (MiB)", "same set", "reference"],
+                      rows, align="lrrrrrrrll")
     return "\n".join(lines) + "\n"
 
 
 def main(a) -> int:
     res = run(a)
-    md = to_markdown(res)
-    print()
-    print(md)
-    if not a.no_write:
-        os.makedirs(a.out, exist_ok=True)
-        stem = os.path.join(a.out, "query_learned")
-        with open(stem + ".json", "w") as f:
-            json.dump(res, f, indent=1)
-        with open(stem + ".md", "w") as f:
-            f.write(md)
-        print(f"wrote {stem}.md and {stem}.json")
+    publish(os.path.join(a.out, "query_learned"), res, to_markdown(res), write=not a.no_write)
     bad = [r for r in res["results"] if not r["valid"] or r["same_set_as_ref"] == "DIFF"]
     return 1 if bad else 0
 

@@ -18,15 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401  (first: makes tests.reliability importable)
 
-from backend.labelconfig import parse_label_config  # noqa: E402
-from backend.rq_jobs import RQJobRunner  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from backend.store import Store  # noqa: E402
-from tests.reliability.harness import (LABEL_CONFIG, FakeLS, PrivateRedis, base_env,  # noqa: E402
-                                       texts, wait_for, wait_workers, worker)
+from backend.rq_jobs import RQJobRunner
+from backend.settings import Settings
+from backend.store import Store
+from tests.reliability.harness import (Backend, FakeLS, PrivateRedis, base_env, texts,
+                                       wait_for, wait_workers, worker)
 
 PROJECTS = (1, 2, 3, 4)
 
@@ -40,8 +38,6 @@ def run(n_workers: int, args, tmp: Path) -> dict:
     for pid in PROJECTS:
         ls.add_tasks(pid, [t for t, _ in rows])
         ls.annotate(pid, [{"task": i + 1, "choice": rows[i][1]} for i in range(args.labeled)])
-        store.save_project(pid, {"label_config": LABEL_CONFIG,
-                                 "parsed": parse_label_config(LABEL_CONFIG).to_dict()})
     env = base_env(MODEL_DIR=str(store_dir), REDIS_URL=rds.url, REDIS_QUEUE="bench",
                    LABEL_STUDIO_URL=ls.url, LABEL_STUDIO_API_KEY=ls.token, LOG_LEVEL="WARNING")
     workers = [worker(env, tmp / f"w{n_workers}-{i}.log", nice=0) for i in range(n_workers)]
@@ -49,6 +45,7 @@ def run(n_workers: int, args, tmp: Path) -> dict:
     runner = RQJobRunner(settings, interval=3600)
     try:
         wait_workers(rds.url, "bench", n_workers, timeout=120)
+        connect(env, ls, tmp / f"web{n_workers}.log")
 
         def pump():
             for pid in PROJECTS:
@@ -80,6 +77,19 @@ def run(n_workers: int, args, tmp: Path) -> dict:
             w.stop()
         ls.stop()
         rds.stop()
+
+
+def connect(env: dict, ls: FakeLS, log: Path) -> None:
+    """Connect every project (Label Studio's /setup with the reliability tests' label config)
+    to a ``studio-al serve`` on the same MODEL_DIR: its first round, on the workers, proves
+    the connection (rounds write to a project only then). The web process is then stopped:
+    during the measurement the bench process plays it."""
+    web = Backend(env, log)
+    try:
+        for pid in PROJECTS:
+            web.connect(ls, pid)
+    finally:
+        web.proc.stop()
 
 
 def main(argv=None) -> int:

@@ -20,15 +20,12 @@ Writes ``benchmarks/results/curves_vs_smalltext.json`` and ``.md`` (``--out`` to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import DATA, RESULTS, command_line, log, md_table, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 STRATEGIES = ("random", "least_confidence", "prediction_entropy", "breaking_ties")
 
 
@@ -114,10 +111,10 @@ def compare_dataset(name: str, seeds, strategies, initial: int, batch: int, roun
             "smalltext_runs": [[r["accuracy"] for r in rs] for rs in ref],
         })
         c = out["cells"][-1]
-        print(f"{name:9s} {strategy:19s} final {c['final_ours']:.4f} vs {c['final_smalltext']:.4f}  "
+        log(f"{name:9s} {strategy:19s} final {c['final_ours']:.4f} vs {c['final_smalltext']:.4f}  "
               f"AUC {c['auc_ours']:.4f} vs {c['auc_smalltext']:.4f}  max|Δmean| "
               f"{c['max_abs_diff_of_means']:.4f}  same query sets {c['identical_query_sets']:.0%}  "
-              f"time {t_ours:.1f}s vs {t_ref:.1f}s", file=sys.stderr)
+              f"time {t_ours:.1f}s vs {t_ref:.1f}s")
     return out
 
 
@@ -128,21 +125,21 @@ def _auc(rounds) -> float:
 
 def to_markdown(result: dict) -> str:
     cfg = result["config"]
-    lines = [f"# Learning curves: studio-al vs small-text 1.4.1 (same run)", "",
+    lines = ["# Learning curves: studio-al vs small-text 1.4.1 (same run)", "",
              f"TF-IDF + ConfidenceEnhancedLinearSVC, {cfg['initial']} stratified initial labels, "
              f"{cfg['rounds']} rounds of {cfg['batch']}, seeds {cfg['seeds']}; same features and "
              f"same initial indices on both sides. Test accuracy, mean ± std over seeds.", "",
-             f"Command: `{cfg['command']}`", "",
-             "| dataset | strategy | acc. final (ours) | acc. final (small-text) | AUC ours | AUC small-text "
-             "| max abs diff of mean curves | identical query sets | time ours / small-text (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for d in result["datasets"]:
-        for c in d["cells"]:
-            lines.append(
-                f"| {d['dataset']} | {c['strategy']} | {c['final_ours']:.4f} ± {c['ours_std'][-1]:.4f} "
-                f"| {c['final_smalltext']:.4f} ± {c['smalltext_std'][-1]:.4f} | {c['auc_ours']:.4f} "
-                f"| {c['auc_smalltext']:.4f} | {c['max_abs_diff_of_means']:.4f} "
-                f"| {c['identical_query_sets']:.0%} | {c['seconds_ours']:.1f} / {c['seconds_smalltext']:.1f} |")
+             f"Command: `{cfg['command']}`", ""]
+    lines += md_table(
+        ["dataset", "strategy", "acc. final (ours)", "acc. final (small-text)", "AUC ours",
+         "AUC small-text", "max abs diff of mean curves", "identical query sets",
+         "time ours / small-text (s)"],
+        [[d["dataset"], c["strategy"], f"{c['final_ours']:.4f} ± {c['ours_std'][-1]:.4f}",
+          f"{c['final_smalltext']:.4f} ± {c['smalltext_std'][-1]:.4f}", f"{c['auc_ours']:.4f}",
+          f"{c['auc_smalltext']:.4f}", f"{c['max_abs_diff_of_means']:.4f}",
+          f"{c['identical_query_sets']:.0%}",
+          f"{c['seconds_ours']:.1f} / {c['seconds_smalltext']:.1f}"]
+         for d in result["datasets"] for c in d["cells"]])
     lines += ["", "Mean curves per round (ours / small-text):", ""]
     for d in result["datasets"]:
         for c in d["cells"]:
@@ -159,21 +156,17 @@ def main(argv=None) -> int:
     p.add_argument("--initial", type=int, default=20)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curves_vs_smalltext"))
+    p.add_argument("--out", default=str(RESULTS / "curves_vs_smalltext"))
     args = p.parse_args(argv)
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     result = {"config": {"initial": args.initial, "batch": args.batch, "rounds": args.rounds,
-                         "seeds": seeds, "command": " ".join(["python", "benchmarks/compare_smalltext_curves.py",
-                                                              *(argv if argv is not None else sys.argv[1:])])},
+                         "seeds": seeds, "command": command_line(__file__, argv)},
               "datasets": [compare_dataset(name, seeds, args.strategy or STRATEGIES, args.initial,
                                            args.batch, args.rounds)
                            for name in (args.dataset or ["trec"])]}
     result["seconds_total"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(to_markdown(result))
+    write_results(args.out, result, to_markdown(result))
     print(to_markdown(result))
     return 0
 

@@ -14,15 +14,11 @@ Writes ``benchmarks/results/labels_needed.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from _common import DATA, RESULTS, command_line, log, md_table, write_results
 
 
 def evaluate(name: str, budgets, tolerances, seeds) -> dict:
@@ -62,9 +58,9 @@ def evaluate(name: str, budgets, tolerances, seeds) -> dict:
                     "ratio": round(float(np.median(got)) / n_true, 2) if got else None,
                     "predicted_full_accuracy": [e.accuracy_at_pool for e in ests]}
             out["cells"].append(cell)
-            print(f"{name:9s} tol={tol} m={m}: truth {n_true}, estimates {cell['estimates']} "
+            log(f"{name:9s} tol={tol} m={m}: truth {n_true}, estimates {cell['estimates']} "
                   f"(ratio {cell['ratio']}), full-pool acc {full:.3f} predicted "
-                  f"{cell['predicted_full_accuracy']}", file=sys.stderr)
+                  f"{cell['predicted_full_accuracy']}")
     return out
 
 
@@ -73,27 +69,23 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append")
     p.add_argument("--labeled", type=int, action="append", help="labels the estimate sees (default 200, 400)")
     p.add_argument("--tolerance", type=float, action="append", help="default 0.02, 0.05")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "labels_needed"))
+    p.add_argument("--out", default=str(RESULTS / "labels_needed"))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     res = {"datasets": [evaluate(d, args.labeled or [200, 400], args.tolerance or [0.02, 0.05],
                                  seeds=[0, 1, 2])
                         for d in args.dataset or ["sms_spam", "trec", "ag_news"]]}
     res["seconds_total"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     lines = ["# Labels-needed estimate vs truth", "",
              "Truth from the test-set learning curve (random nested subsets, 3 orders); estimate from "
              "m random labels only (5-fold CV power-law fit), seeds 0-2. "
-             "Command: `.venv/bin/python benchmarks/labels_needed_eval.py`", "",
-             "| dataset | tolerance | labels seen | true n | estimates (3 seeds) | median / true "
-             "| full-pool acc. true | predicted |", "|---|---|---|---|---|---|---|---|"]
-    for d in res["datasets"]:
-        for c in d["cells"]:
-            lines.append(f"| {d['dataset']} | {c['tolerance']} | {c['labeled']} | {c['n_true']} | "
-                         f"{c['estimates']} | {c['ratio']} | {d['full_pool_accuracy']:.3f} | "
-                         f"{c['predicted_full_accuracy']} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+             f"Command: `{command_line(__file__, argv)}`", ""]
+    lines += md_table(["dataset", "tolerance", "labels seen", "true n", "estimates (3 seeds)",
+                       "median / true", "full-pool acc. true", "predicted"],
+                      [[d["dataset"], c["tolerance"], c["labeled"], c["n_true"], c["estimates"],
+                        c["ratio"], f"{d['full_pool_accuracy']:.3f}", c["predicted_full_accuracy"]]
+                       for d in res["datasets"] for c in d["cells"]])
+    write_results(args.out, res, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

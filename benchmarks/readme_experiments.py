@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from _common import DATA, REPO, RESULTS
 DATASETS = ("sms_spam", "trec", "ag_news")
 STRATEGIES = ("random", "least_confidence", "prediction_entropy", "breaking_ties",
               "greedy_coreset", "lightweight_coreset")
@@ -32,13 +31,13 @@ def main(argv=None) -> int:
     p.add_argument("--strategy", action="append")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--docs", default=str(ROOT / "docs"))
+    p.add_argument("--docs", default=str(REPO / "docs"))
     args = p.parse_args(argv)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     sections = []
     for name in args.dataset or DATASETS:
-        out = ROOT / "benchmarks" / "results" / "experiments" / name
+        out = RESULTS / "experiments" / name
         argv_sim = ["--train", str(DATA / f"{name}.train.jsonl"), "--test", str(DATA / f"{name}.test.jsonl"),
                     "--seeds", str(args.seeds), "--initial", "20", "--batch", "20",
                     "--rounds", str(args.rounds), "--out", str(out), "--name", name, "--quiet",
