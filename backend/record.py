@@ -55,9 +55,10 @@ class RoundMetrics(TypedDict, total=False):
     seconds: float
 
 
-@dataclass
+@dataclass(slots=True)
 class RoundRecord:
-    """One round of a project (see ``backend.rounds`` for the steps)."""
+    """One round of a project (see ``backend.rounds`` for the steps). Slotted: setting a
+    field that is not declared here raises instead of silently missing from the record."""
 
     round: int                         # 1-based count of this project's rounds
     version: str                       # the model version this round created
