@@ -7,7 +7,8 @@ well described by an inverse power law (Figueroa et al., 2012; Mukherjee et al.,
 
 with :math:`a` the accuracy reachable with unlimited labels. Without a test set, points of
 that curve come from the labeled data itself: :func:`cross_validated_curve` trains on nested
-subsets of each cross-validation training fold and scores the held-out fold.
+subsets of each cross-validation training fold and scores the held-out fold
+(:func:`cross_validate` keeps the per-fold scores and macro-F1 too).
 :func:`fit_learning_curve` fits :math:`a, b, c`, and :func:`labels_needed` reads off how many
 labels make the curve reach :math:`f(N) - \\varepsilon`, the accuracy that labeling the WHOLE
 pool of :math:`N` documents would give, minus a tolerance :math:`\\varepsilon`:
@@ -169,15 +170,63 @@ def _folds(y, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_splits)]
 
 
-def cross_validated_curve(clf_factory: Callable[[], object], labeled, n_sizes: int = 6,
-                          n_splits: int = 5, min_size: int = 10,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class CrossValidation:
+    """Learning-curve points measured by :func:`cross_validate`.
+
+    Attributes
+    ----------
+    sizes : ndarray of int, shape (k,)
+        Training sizes, log-spaced; the last one is the whole training part of a fold.
+    accuracy : ndarray of shape (n_splits, k)
+        Held-out accuracy (subset accuracy for multi-label) per fold and size.
+    macro_f1 : ndarray of shape (n_splits,)
+        Held-out macro-F1 per fold at the last size.
+    n : int
+        Labeled documents cross-validated.
+    """
+
+    sizes: np.ndarray
+    accuracy: np.ndarray
+    macro_f1: np.ndarray
+    n: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean accuracy over folds at each size."""
+        return self.accuracy.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Standard deviation of the accuracy over folds at each size."""
+        return self.accuracy.std(axis=0)
+
+
+def _curve_sizes(m: int, n_splits: int, n_sizes: int, min_size: int) -> np.ndarray:
+    """``n_sizes`` log-spaced training sizes from ``min_size`` to a whole training part."""
+    train_size = m - int(np.ceil(m / n_splits))
+    lo = min(min_size, train_size)
+    return np.unique(np.round(np.geomspace(lo, train_size, n_sizes)).astype(int))
+
+
+def _comparable(y_true, pred):
+    """``y_true`` and ``pred`` in a form scikit-learn's metrics compare (multi-label:
+    dense indicator matrices)."""
+    if sp.issparse(y_true) or np.ndim(y_true) == 2:
+        y_true = y_true.toarray() if sp.issparse(y_true) else np.asarray(y_true)
+        pred = sp.csr_matrix(pred).toarray()
+    return y_true, pred
+
+
+def cross_validate(clf_factory: Callable[[], object], labeled, n_sizes: int = 6,
+                   n_splits: int = 5, min_size: int = 10, seed: int = 0) -> CrossValidation:
     """Learning-curve points from the labeled data alone.
 
-    For each of ``n_splits`` folds, nested random subsets of the training part (sizes evenly
-    spaced on a log scale from ``min_size`` to the whole training part) are fitted and
-    scored on the held-out fold; accuracy (subset accuracy for multi-label) is averaged
-    over folds.
+    For each of ``n_splits`` stratified folds (:func:`_folds`), nested random subsets of
+    the training part (sizes evenly spaced on a log scale from ``min_size`` to the whole
+    training part) are fitted and scored on the held-out fold. The same function serves
+    the labels-needed estimate (:func:`estimate_labels_needed`, validated by
+    ``benchmarks/labels_needed_eval.py``) and the backend's per-round quality figures.
 
     Parameters
     ----------
@@ -189,36 +238,39 @@ def cross_validated_curve(clf_factory: Callable[[], object], labeled, n_sizes: i
 
     Returns
     -------
-    sizes : ndarray of int, shape (k,)
-    mean : ndarray of shape (k,)
-        Mean accuracy over folds at each size.
-    std : ndarray of shape (k,)
-        Standard deviation over folds.
+    CrossValidation
     """
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score, f1_score
     m = len(labeled)
     if n_splits < 2:
         raise InvalidParameterError(f"n_splits must be >= 2, got {n_splits}")
     if m < 2 * n_splits:
         raise InvalidParameterError(f"labeled: need at least {2 * n_splits} labeled documents for "
                                     f"{n_splits}-fold cross-validation, got {m}")
-    train_size = m - int(np.ceil(m / n_splits))
-    lo = min(min_size, train_size)
-    sizes = np.unique(np.round(np.geomspace(lo, train_size, n_sizes)).astype(int))
+    sizes = _curve_sizes(m, n_splits, n_sizes, min_size)
     rng = np.random.default_rng(seed)
-    scores = np.full((n_splits, sizes.size), np.nan)
+    acc = np.full((n_splits, sizes.size), np.nan)
+    f1 = np.full(n_splits, np.nan)
     for f, (tr, te) in enumerate(_folds(labeled.y, n_splits, seed)):
         order = rng.permutation(tr)
         held = labeled[te]
         for s, size in enumerate(sizes):
             clf = clf_factory()
             clf.fit(labeled[order[:size]])
-            pred = clf.predict(held)
-            y_true = held.y
-            if sp.issparse(y_true):
-                y_true, pred = y_true.toarray(), sp.csr_matrix(pred).toarray()
-            scores[f, s] = accuracy_score(y_true, pred)
-    return sizes, scores.mean(axis=0), scores.std(axis=0)
+            y_true, pred = _comparable(held.y, clf.predict(held))
+            acc[f, s] = accuracy_score(y_true, pred)
+        f1[f] = f1_score(y_true, pred, average="macro", zero_division=0)
+    return CrossValidation(sizes=sizes, accuracy=acc, macro_f1=f1, n=m)
+
+
+def cross_validated_curve(clf_factory: Callable[[], object], labeled, n_sizes: int = 6,
+                          n_splits: int = 5, min_size: int = 10,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sizes, mean, std)`` of :func:`cross_validate`: the training sizes and the mean
+    and standard deviation of the held-out accuracy over folds at each size."""
+    cv = cross_validate(clf_factory, labeled, n_sizes=n_sizes, n_splits=n_splits,
+                        min_size=min_size, seed=seed)
+    return cv.sizes, cv.mean, cv.std
 
 
 @dataclass
@@ -307,7 +359,7 @@ def estimate_labels_needed(clf_factory: Callable[[], object], labeled, pool_size
     tolerance : float, default=0.02
         :math:`\\varepsilon`, in accuracy points (0.02 = two points).
     n_splits, n_sizes, seed : int
-        See :func:`cross_validated_curve`.
+        See :func:`cross_validate`.
 
     Returns
     -------
@@ -328,11 +380,35 @@ def estimate_labels_needed(clf_factory: Callable[[], object], labeled, pool_size
     if m < 2 * n_splits:
         return LabelsNeeded(labeled=m, pool_size=int(pool_size), tolerance=float(tolerance),
                             reason=f"need at least {2 * n_splits} labels, have {m}")
-    sizes, mean, std = cross_validated_curve(clf_factory, labeled, n_sizes=n_sizes,
-                                             n_splits=n_splits, seed=seed)
-    result = estimate_from_points(sizes, mean, labeled=m, pool_size=pool_size,
-                                  tolerance=tolerance, std=std)
-    y = labeled.y
+    cv = cross_validate(clf_factory, labeled, n_sizes=n_sizes, n_splits=n_splits, seed=seed)
+    return estimate_from_cv(cv, labeled.y, pool_size=pool_size, tolerance=tolerance)
+
+
+def estimate_from_cv(cv: CrossValidation, y, pool_size: int, tolerance: float = 0.02,
+                     labeled: int | None = None) -> LabelsNeeded:
+    """:class:`LabelsNeeded` from the points of :func:`cross_validate` (the second half of
+    :func:`estimate_labels_needed`).
+
+    Parameters
+    ----------
+    cv : CrossValidation
+    y : ndarray of int or indicator matrix
+        The labels of the cross-validated documents (for the majority-class check).
+    pool_size : int
+        All documents that could be labeled, labeled ones included.
+    tolerance : float, default=0.02
+    labeled : int, optional
+        Labels there are now (default ``cv.n``; more when ``cv`` ran on a subsample).
+
+    Returns
+    -------
+    LabelsNeeded
+        With ``labels_needed=None`` and a ``reason`` when the single-label classifier is
+        not yet better than predicting the majority class.
+    """
+    mean = cv.mean
+    result = estimate_from_points(cv.sizes, mean, labeled=cv.n if labeled is None else labeled,
+                                  pool_size=pool_size, tolerance=tolerance, std=cv.std)
     if not (sp.issparse(y) or np.ndim(y) == 2):
         majority = float(np.bincount(np.asarray(y)).max() / y.shape[0])
         if mean.max() <= majority + 0.01:

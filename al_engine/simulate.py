@@ -29,6 +29,8 @@ import json
 import logging
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -195,9 +197,8 @@ def run_simulation(train: Dataset, test: Dataset, strategy: str = "breaking_ties
     progress : bool or callable
         True: a progress bar for this run; a callable is called once per finished round.
     stopping : sequence of str or None
-        Stopping criteria to evaluate (None: none).
-    stopping_params : dict, optional
-        ``{criterion: {param: value}}``.
+        Stopping criteria to evaluate (None: none), on the whole pool as stopping set
+        (:mod:`al_engine.stopping_set`); ``stopping_params``: ``{criterion: {param: value}}``.
     estimate : bool
         Also compute the labels-needed estimate (:mod:`al_engine.estimate`) from the final
         labeled set (no test data involved).
@@ -211,95 +212,135 @@ def run_simulation(train: Dataset, test: Dataset, strategy: str = "breaking_ties
         "stopping_values": {criterion: [its statistic at each round, None before it has one]},
         "labels_needed"}``; round 0 is the initial model, ``seconds`` is query + retraining.
     """
-    from al_engine.learner import PoolBasedActiveLearner
-    from al_engine.registry import (make_classifier, make_initialization, make_query_strategy,
-                                    resolve)
+    from al_engine.registry import make_initialization
+    _check_run_sizes(train, initial, batch, rounds)
+    learner, new_classifier = _new_learner(train, strategy, classifier, strategy_params,
+                                           classifier_params, seed)
+    criteria, skipped = build_stopping_criteria(len(train.target_labels), train.is_multi_label,
+                                                rounds, stopping or (), stopping_params)
+    start = time.perf_counter()
+    learner.initialize(make_initialization(initialization, seed=seed), train.y, initial)
+    log_ = _RunLog(learner, test, train.is_multi_label, criteria, skipped)
+    log_.record(learner.indices_labeled, time.perf_counter() - start, 0.0)
+    with _progress(progress, f"{strategy} seed={seed}", rounds) as tick:
+        _query_rounds(learner, train.y, batch, rounds, log_, tick)
+    run = log_.result(strategy, classifier, seed)
+    if estimate:
+        from al_engine.estimate import estimate_labels_needed
+        est = estimate_labels_needed(new_classifier, learner.training_set(),
+                                     pool_size=len(learner.dataset),
+                                     tolerance=estimate_tolerance, seed=seed)
+        run["labels_needed"] = est.to_dict()
+    return run
 
+
+def _check_run_sizes(train: Dataset, initial, batch, rounds) -> None:
     for name, value, low in (("initial", initial, 1), ("batch", batch, 1), ("rounds", rounds, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise InvalidParameterError(f"{name} must be an integer >= {low}, got {value!r}")
     if initial > len(train):
         raise InvalidParameterError(f"initial={initial} exceeds the pool size {len(train)}")
 
-    num_classes = len(train.target_labels)
-    multi_label = train.is_multi_label
+
+def _new_learner(train: Dataset, strategy: str, classifier: str, strategy_params,
+                 classifier_params, seed: int):
+    """``(learner, classifier factory)`` over the pool of ``train`` without its labels; a
+    strategy that takes a ``seed`` draws from the run's unless given one."""
+    from al_engine.learner import PoolBasedActiveLearner
+    from al_engine.registry import make_classifier, make_query_strategy, resolve
+    num_classes, multi_label = len(train.target_labels), train.is_multi_label
     params = dict(classifier_params or {})
 
     def new_classifier():
-        return make_classifier(classifier, num_classes=num_classes, multi_label=multi_label, **params)
+        return make_classifier(classifier, num_classes=num_classes, multi_label=multi_label,
+                               **params)
 
     sparams = dict(strategy_params or {})
-    if "seed" not in sparams and "seed" in inspect.signature(resolve("query_strategy", strategy)).parameters:
-        sparams["seed"] = seed  # every randomized strategy draws from the run's seed
-    query_strategy = make_query_strategy(strategy, **sparams)
-    criteria, skipped = build_stopping_criteria(num_classes, multi_label, rounds,
-                                                stopping or (), stopping_params)
-    stopped: dict[str, int | None] = {name: None for name in criteria}
-    values: dict[str, list] = {name: [] for name in criteria}
-
+    if "seed" not in sparams and \
+            "seed" in inspect.signature(resolve("query_strategy", strategy)).parameters:
+        sparams["seed"] = seed
     pool = Dataset(x=train.x, y=None, texts=train.texts, target_labels=train.target_labels,
                    multi_label=multi_label)
-    learner = PoolBasedActiveLearner(new_classifier, query_strategy, pool)
-    start = time.perf_counter()
-    learner.initialize(make_initialization(initialization, seed=seed), train.y, initial)
-    test_features = learner.featurize(test)
-    curve: list[dict] = []
+    learner = PoolBasedActiveLearner(new_classifier, make_query_strategy(strategy, **sparams),
+                                     pool)
+    return learner, new_classifier
 
-    def evaluate(queried, seconds, query_seconds):
-        clf = learner.classifier
-        curve.append({"labeled": int(learner.indices_labeled.size),
-                      **_metrics(test.y, clf.predict(test_features), multi_label),
-                      "seconds": round(seconds, 4), "query_seconds": round(query_seconds, 4),
-                      "queried": [int(i) for i in queried]})
-        if criteria:
-            pred, proba = clf.predict(learner.dataset, return_proba=True)
-            unlabeled = learner.indices_unlabeled
-            for name, criterion in criteria.items():
-                before = len(getattr(criterion, "history_", ()))
-                fired = criterion.stop(predictions=pred, proba=proba, indices_stopping=unlabeled)
-                history = getattr(criterion, "history_", [])
-                # the statistic of this call (window criteria cut their history to the window)
-                new = len(history) > before or (history and len(history) == before
-                                                and before == getattr(criterion, "window_size", -1))
-                values[name].append(round(float(history[-1]), 5) if new else None)
-                if fired and stopped[name] is None:
-                    stopped[name] = len(curve) - 1
 
-    evaluate(learner.indices_labeled, time.perf_counter() - start, 0.0)
-    bar = None
-    tick = progress if callable(progress) else None
-    if progress is True:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=rounds, desc=f"{strategy} seed={seed}", unit="round", file=sys.stderr)
-        tick = bar.update
+@contextmanager
+def _progress(progress: bool | Callable[[], None], desc: str, total: int):
+    """Yields the per-round callback: a progress bar's (``progress=True``), ``progress``
+    itself when callable, else None."""
+    if progress is not True:
+        yield progress if callable(progress) else None
+        return
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, desc=desc, unit="round", file=sys.stderr)
     try:
-        for _ in range(rounds):
-            if learner.indices_unlabeled.size < batch:
-                log.warning("pool exhausted after %d rounds", len(curve) - 1)
-                break
-            t0 = time.perf_counter()
-            queried = learner.query(batch)
-            t_query = time.perf_counter() - t0
-            learner.update(train.y[queried])
-            evaluate(queried, time.perf_counter() - t0, t_query)
-            if tick is not None:
-                tick()
+        yield bar.update
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
-    labeled = [r["labeled"] for r in curve]
-    run = {"strategy": strategy, "classifier": classifier, "seed": int(seed), "rounds": curve,
-           "auc": curve_auc(labeled, [r["accuracy"] for r in curve]),
-           "auc_macro_f1": curve_auc(labeled, [r["macro_f1"] for r in curve]),
-           "stopping": stopped, "stopping_skipped": skipped, "stopping_values": values,
-           "labels_needed": None}
-    if estimate:
-        from al_engine.estimate import estimate_labels_needed
-        est = estimate_labels_needed(new_classifier, learner.training_set(), pool_size=len(pool),
-                                     tolerance=estimate_tolerance, seed=seed)
-        run["labels_needed"] = est.to_dict()
-    return run
+
+def _query_rounds(learner, y_oracle, batch: int, rounds: int, run_log: "_RunLog",
+                  tick: Callable[[], None] | None) -> None:
+    """Up to ``rounds`` times: query ``batch`` positions, reveal their labels from
+    ``y_oracle``, retrain (``learner.update``) and record the round."""
+    for _ in range(rounds):
+        if learner.indices_unlabeled.size < batch:
+            log.warning("pool exhausted after %d rounds", len(run_log.rows) - 1)
+            break
+        t0 = time.perf_counter()
+        queried = learner.query(batch)
+        t_query = time.perf_counter() - t0
+        learner.update(y_oracle[queried])
+        run_log.record(queried, time.perf_counter() - t0, t_query)
+        if tick is not None:
+            tick()
+
+
+class _RunLog:
+    """The learning curve of one run and its stopping criteria, recorded after each model:
+    the test-set scores, and every criterion fed the model's probabilities on the pool (the
+    stopping set, its unlabeled part as ``indices_stopping``)."""
+
+    def __init__(self, learner, test: Dataset, multi_label: bool, criteria: dict,
+                 skipped: dict):
+        self.learner, self.test, self.multi_label = learner, test, multi_label
+        self.test_features = learner.featurize(test)
+        self.criteria, self.skipped = criteria, skipped
+        self.rows: list[dict] = []
+        self.stopped: dict[str, int | None] = {name: None for name in criteria}
+        self.values: dict[str, list] = {name: [] for name in criteria}
+
+    def record(self, queried, seconds: float, query_seconds: float) -> None:
+        learner, multi_label = self.learner, self.multi_label
+        self.rows.append({"labeled": int(learner.indices_labeled.size),
+                          **_metrics(self.test.y, learner.classifier.predict(self.test_features),
+                                     multi_label),
+                          "seconds": round(seconds, 4), "query_seconds": round(query_seconds, 4),
+                          "queried": [int(i) for i in queried]})
+        if self.criteria:
+            self._feed_criteria()
+
+    def _feed_criteria(self) -> None:
+        from al_engine.stopping_set import criterion_step, stop_arguments
+        learner = self.learner
+        kwargs = stop_arguments(learner.classifier.predict_proba(learner.dataset),
+                                self.multi_label, learner.indices_unlabeled)
+        for name, criterion in self.criteria.items():
+            fired, value = criterion_step(criterion, **kwargs)
+            self.values[name].append(None if value is None else round(value, 5))
+            if fired and self.stopped[name] is None:
+                self.stopped[name] = len(self.rows) - 1
+
+    def result(self, strategy: str, classifier: str, seed: int) -> dict:
+        curve = self.rows
+        labeled = [r["labeled"] for r in curve]
+        return {"strategy": strategy, "classifier": classifier, "seed": int(seed),
+                "rounds": curve, "auc": curve_auc(labeled, [r["accuracy"] for r in curve]),
+                "auc_macro_f1": curve_auc(labeled, [r["macro_f1"] for r in curve]),
+                "stopping": self.stopped, "stopping_skipped": self.skipped,
+                "stopping_values": self.values, "labels_needed": None}
 
 
 # ------------------------------------------------------------------ aggregation
@@ -493,75 +534,111 @@ def build_parser(prog: str = "studio-al simulate") -> argparse.ArgumentParser:
     return p
 
 
+@dataclass
+class _Inputs:
+    """What ``studio-al simulate`` read and checked from its command line."""
+
+    train: Dataset
+    test: Dataset
+    strategies: list[str]
+    classifiers: list[str]
+    strategy_params: dict
+    classifier_params: dict
+    stopping_params: dict
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``studio-al simulate`` (see :func:`build_parser`). Exit status 2 on bad input."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        strategy_params = _json_arg(args.strategy_params, "--strategy-params")
-        classifier_params = _json_arg(args.classifier_params, "--classifier-params")
-        stopping_params = _json_arg(args.stopping_params, "--stopping-params")
-        if args.seeds < 1:
-            raise InvalidParameterError(f"--seeds must be >= 1, got {args.seeds}")
-        if args.test is not None:
-            train, test = load_pair(args.train, args.test)
-        else:
-            train, test = load_split(args.train, args.test_split)
-        from al_engine.registry import available, default_pipeline
-        strategies = args.strategy or [default_pipeline()["query_strategy"]]
-        classifiers = args.classifier or [default_pipeline()["classifier"]]
-        for flag, names, kind in (("--strategy", strategies, "query_strategy"),
-                                  ("--classifier", classifiers, "classifier")):
-            for name in names:
-                if name not in available(kind):
-                    raise InvalidParameterError(f"{flag}: unknown {kind.replace('_', ' ')} {name!r}; "
-                                                f"allowed: {', '.join(available(kind))}")
-        build_stopping_criteria(2 if train.is_multi_label else len(train.target_labels),
-                                train.is_multi_label, args.rounds, params=stopping_params)
+        inputs = _read_inputs(args)
     except (InvalidParameterError, ValueError, OSError) as exc:
-        print(f"studio-al simulate: error: {exc}", file=sys.stderr)
-        return 2
-
+        return _usage_error(exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = args.name or Path(args.train).name.split(".")[0]
     t0 = time.perf_counter()
     try:
         part = run_experiment(
-            train, test, strategies, classifiers=classifiers, seeds=list(range(args.seeds)),
-            progress=not args.quiet, strategy_params=strategy_params,
-            classifier_params=classifier_params, initialization=args.init, initial=args.initial,
-            batch=args.batch, rounds=args.rounds, stopping_params=stopping_params,
-            estimate=not args.no_estimate, estimate_tolerance=args.tolerance)
+            inputs.train, inputs.test, inputs.strategies, classifiers=inputs.classifiers,
+            seeds=list(range(args.seeds)), progress=not args.quiet,
+            strategy_params=inputs.strategy_params, classifier_params=inputs.classifier_params,
+            initialization=args.init, initial=args.initial, batch=args.batch, rounds=args.rounds,
+            stopping_params=inputs.stopping_params, estimate=not args.no_estimate,
+            estimate_tolerance=args.tolerance)
     except InvalidParameterError as exc:
-        print(f"studio-al simulate: error: {exc}", file=sys.stderr)
-        return 2
-    runs = part["runs"]
-    result = {
+        return _usage_error(exc)
+    result = _results(args, inputs, part["runs"], time.perf_counter() - t0)
+    _write_results(out, result, inputs, plots=not args.no_plots)
+    return 0
+
+
+def _usage_error(exc: Exception) -> int:
+    print(f"studio-al simulate: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _read_inputs(args: argparse.Namespace) -> _Inputs:
+    """The datasets, names and parameters of the command line, checked before any run."""
+    from al_engine.registry import available, default_pipeline
+    strategy_params = _json_arg(args.strategy_params, "--strategy-params")
+    classifier_params = _json_arg(args.classifier_params, "--classifier-params")
+    stopping_params = _json_arg(args.stopping_params, "--stopping-params")
+    if args.seeds < 1:
+        raise InvalidParameterError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.test is not None:
+        train, test = load_pair(args.train, args.test)
+    else:
+        train, test = load_split(args.train, args.test_split)
+    strategies = args.strategy or [default_pipeline()["query_strategy"]]
+    classifiers = args.classifier or [default_pipeline()["classifier"]]
+    for flag, names, kind in (("--strategy", strategies, "query_strategy"),
+                              ("--classifier", classifiers, "classifier")):
+        for name in names:
+            if name not in available(kind):
+                raise InvalidParameterError(f"{flag}: unknown {kind.replace('_', ' ')} {name!r}; "
+                                            f"allowed: {', '.join(available(kind))}")
+    build_stopping_criteria(2 if train.is_multi_label else len(train.target_labels),
+                            train.is_multi_label, args.rounds, params=stopping_params)
+    return _Inputs(train, test, strategies, classifiers, strategy_params, classifier_params,
+                   stopping_params)
+
+
+def _results(args: argparse.Namespace, inputs: _Inputs, runs: list[dict],
+             seconds: float) -> dict:
+    """The content of ``results.json`` (shape in the module docstring)."""
+    train, test = inputs.train, inputs.test
+    return {
         "config": {"train": str(args.train), "test": args.test, "test_split": args.test_split,
-                   "strategies": strategies, "classifiers": classifiers,
+                   "strategies": inputs.strategies, "classifiers": inputs.classifiers,
                    "seeds": list(range(args.seeds)), "initialization": args.init,
                    "initial": args.initial, "batch": args.batch, "rounds": args.rounds,
-                   "strategy_params": strategy_params, "classifier_params": classifier_params,
-                   "stopping_params": stopping_params, "tolerance": args.tolerance},
-        "dataset": {"name": name, "train": len(train), "test": len(test),
+                   "strategy_params": inputs.strategy_params,
+                   "classifier_params": inputs.classifier_params,
+                   "stopping_params": inputs.stopping_params, "tolerance": args.tolerance},
+        "dataset": {"name": args.name or Path(args.train).name.split(".")[0],
+                    "train": len(train), "test": len(test),
                     "classes": len(train.target_labels), "multi_label": train.is_multi_label},
         "runs": runs, "summary": summarize(runs), "stopping_table": stopping_table(runs),
-        "seconds_total": round(time.perf_counter() - t0, 2),
+        "seconds_total": round(seconds, 2),
     }
+
+
+def _write_results(out: Path, result: dict, inputs: _Inputs, plots: bool) -> None:
+    """``results.json``, ``summary.md``, one learning-curve plot per classifier; the table
+    and the output path on stdout."""
+    name = result["dataset"]["name"]
     (out / "results.json").write_text(json.dumps(result, indent=1))
     table = markdown_tables(result["summary"], result["stopping_table"], title=name)
     (out / "summary.md").write_text(table)
-    if not args.no_plots:
+    if plots:
         from al_engine.plots import plot_learning_curves
-        for clf in classifiers:
+        for clf in inputs.classifiers:
             rows = [s for s in result["summary"] if s["classifier"] == clf]
             plot_learning_curves(rows, out / f"learning_curves_{clf}.png",
-                                 title=f"{name} — {clf} ({len(train)} pool, {len(test)} test)")
+                                 title=f"{name} — {clf} ({len(inputs.train)} pool, "
+                                       f"{len(inputs.test)} test)")
     print(table)
     print(f"wrote {out / 'results.json'} in {result['seconds_total']:.1f} s")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

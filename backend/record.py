@@ -1,15 +1,64 @@
 """The audit record of one round: written to ``audit.jsonl``, read by ``/status`` and the
-dashboard. Every field the readers use is declared here (rename one and the type checker and
-the tests see it), with what it means."""
+dashboard. Every key the readers use is declared here, with what it means: the top level as
+the fields of :class:`RoundRecord`, the nested entries as the ``TypedDict`` s below (the
+round builds them with these constructors). ``tests/backend/test_record.py`` checks that
+every key the dashboard and ``/status`` read is declared, so renaming one fails a test
+instead of blanking the dashboard."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 
-@dataclass
+class StoppingVerdict(TypedDict, total=False):
+    """``RoundRecord.stopping``: the configured criterion on the stopping set
+    (``backend.training.evaluate_stopping``)."""
+
+    criterion: str                     # AL_STOPPING_CRITERION
+    stop: bool | None                  # None when the criterion failed
+    rounds: int                        # rounds it has seen since its last reset
+    stopping_set: int                  # tasks in the stopping set
+    reset: str                         # why its state was started over this round
+    error: str                         # why it failed
+
+
+class CriterionVerdict(TypedDict, total=False):
+    """One entry of ``RoundMetrics.criteria`` (a criterion with default parameters)."""
+
+    stop: bool | None
+    value: float | None                # the statistic of this round (None before it has one)
+    error: str
+
+
+class CrossValidationSummary(TypedDict, total=False):
+    """``RoundMetrics.cv``: k-fold quality of the classifier on the labeled tasks
+    (``backend.metrics.cross_validate``), or only ``reason`` when not cross-validated."""
+
+    accuracy: float                    # mean over folds at the whole training fold
+    accuracy_std: float
+    macro_f1: float
+    folds: int
+    n: int                             # labeled tasks cross-validated
+    curve: dict[str, list]             # {"sizes", "mean", "std"}: the learning-curve points
+    subsampled: bool                   # more labels than the budget: a seeded subsample
+    reason: str                        # why there is no cross-validation
+
+
+class RoundMetrics(TypedDict, total=False):
+    """``RoundRecord.metrics``: the dashboard's figures (``backend.metrics.round_metrics``)."""
+
+    class_counts: dict[str, int]       # labeled tasks per class
+    class_counts_error: str
+    cv: CrossValidationSummary
+    labels_needed: dict | None         # al_engine.estimate.LabelsNeeded.to_dict(), or a reason
+    criteria: dict[str, CriterionVerdict]  # or {"error": ...}
+    seconds: float
+
+
+@dataclass(slots=True)
 class RoundRecord:
-    """One round of a project (see ``backend.training.run_round`` for the steps)."""
+    """One round of a project (see ``backend.rounds`` for the steps). Slotted: setting a
+    field that is not declared here raises instead of silently missing from the record."""
 
     round: int                         # 1-based count of this project's rounds
     version: str                       # the model version this round created
@@ -33,8 +82,8 @@ class RoundRecord:
     cold_start: bool | None = None     # no model yet: ordered by AL_INIT_STRATEGY
     features: dict | None = None       # sentence embeddings: {"used", "embedded", "total", ...}
     strategy_used: str | None = None
-    stopping: dict | None = None       # the configured stopping criterion's verdict
-    metrics: dict | None = None        # dashboard metrics (backend.metrics)
+    stopping: StoppingVerdict | None = None  # the configured stopping criterion's verdict
+    metrics: RoundMetrics | None = None      # dashboard metrics (backend.metrics)
     # --- what went to Label Studio
     queried: list[dict] = field(default_factory=list)  # the AL_BATCH_SIZE best tasks
     k: int | None = None               # head size pushed

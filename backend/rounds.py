@@ -45,7 +45,7 @@ from backend.labelconfig import LabelConfig, parse_label_config
 from backend.mirror import Hints, TaskMirror
 from backend.push import Pusher, annotation_rate, head_size, RATE_WINDOW_S
 from backend.ranking import Ranking
-from backend.record import RoundRecord
+from backend.record import RoundRecord, StoppingVerdict
 from backend.settings import Settings
 from backend.store import Store
 
@@ -241,7 +241,7 @@ class Round:
                 order = training.rank_unlabeled(settings, clf, ds, proba, idx_u, idx_l, rec) \
                     if idx_u.size else idx_u
                 predicted, confidence = training.predicted_labels(proba, cfg, order)
-                rec.stopping = self._stopping(ids, proba)
+                rec.stopping = self._stopping(ids, proba, ids[idx_l])
                 self.bundle = {"clf": clf, "labels": list(cfg.labels),
                                "multi_label": cfg.multi_label, "text_field": cfg.text_field,
                                "version": rec.version}
@@ -314,13 +314,13 @@ class Round:
         clf.featurizer = featurizer
         return ds.with_features(x)
 
-    def _stopping(self, ids, proba) -> dict:
+    def _stopping(self, ids, proba, labeled_ids) -> StoppingVerdict:
         try:
             return training.evaluate_stopping(self.store, self.pid, self.settings, ids, proba,
-                                              self.cfg)
+                                              self.cfg, labeled_ids)
         except Exception as exc:  # noqa: BLE001 - a criterion error must not fail the round
-            return {"criterion": self.settings.stopping_criterion, "stop": None,
-                    "error": f"{type(exc).__name__}: {exc}"}
+            return StoppingVerdict(criterion=self.settings.stopping_criterion, stop=None,
+                                   error=f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ 3-5. versions and push
     def write_version(self) -> None:

@@ -1,10 +1,11 @@
 """The model side of a round: classifier parameters, cold-start order, ranking, priorities,
 predicted labels and the stopping criterion. The round's steps are in ``backend.rounds``.
 
-Priority scores (design.md §4): Label Studio serves the unlabeled task whose prediction has
-the LOWEST top-level ``score``, so with ``rank`` 0 the task the strategy wants first among
-``n`` unlabeled tasks, ``score = rank / (n - 1)`` (0.0 when ``n == 1``). The model's own
-confidence goes in the result item's ``score``.
+Priority scores: Label Studio's queue (project sampling ``SAMPLING``, "Uncertainty sampling")
+serves the unlabeled task whose prediction has the LOWEST top-level ``score``. So with
+``rank`` 0 the task the strategy wants first among ``n`` unlabeled tasks, the prediction's
+``score = rank / (n - 1)`` (0.0 when ``n == 1``) and the queue follows the ranking. The
+model's own confidence goes in the result item's ``score``, not in the top-level one.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from backend.labelconfig import LabelConfig
 from backend.labels import annotation_label, task_label  # noqa: F401 - re-exported
 from backend.push import SAMPLING, VERSION_PREFIX  # noqa: F401 - re-exported
+from backend.record import StoppingVerdict
 from backend.settings import Settings
 from backend.store import Store
 
@@ -133,59 +135,59 @@ def multi_label_uncertainty_order(proba: np.ndarray, candidates: np.ndarray) -> 
 def predicted_labels(proba: np.ndarray, cfg: LabelConfig, rows: np.ndarray):
     """Label names and confidences for ``rows``.
 
-    Single-label: the argmax class and its probability. Multi-label: the labels with
-    :math:`p_j > 0.5` and the mean over labels of :math:`\\max(p_j, 1 - p_j)`.
+    The labels are :func:`al_engine.classifiers.base.labels_from_proba` (single-label: the
+    argmax class, its probability as confidence; multi-label: the labels with
+    :math:`p_j > 0.5`, confidence the mean over labels of :math:`\\max(p_j, 1 - p_j)`).
     """
+    from al_engine.classifiers.base import labels_from_proba
     names = np.asarray(cfg.labels, dtype=object)
     p = np.asarray(proba)[rows]
+    pred = labels_from_proba(p, cfg.multi_label)
     if not cfg.multi_label:
-        top = np.argmax(p, axis=1)
-        conf = p[np.arange(len(rows)), top]
-        return [[names[t]] for t in top], conf
-    chosen = p > 0.5
-    conf = np.maximum(p, 1.0 - p).mean(axis=1) if p.shape[1] else np.zeros(len(rows))
-    return [list(names[c]) for c in chosen], conf
+        return [[names[t]] for t in pred], p[np.arange(len(pred)), pred]
+    conf = np.maximum(p, 1.0 - p).mean(axis=1) if p.shape[1] else np.zeros(len(p))
+    ind, ptr = pred.indices, pred.indptr
+    return [list(names[ind[ptr[i]:ptr[i + 1]]]) for i in range(len(p))], conf
 
 
 # ---------------------------------------------------------------------------------------------
+def _new_stopping_state(settings: Settings, cfg: LabelConfig, spec: dict, ids) -> dict:
+    """A fresh configured criterion on a stopping set of the tasks ``ids``."""
+    from al_engine.registry import make_stopping_criterion, resolve
+    params = dict(settings.stopping_params)
+    if _accepts(resolve("stopping_criterion", settings.stopping_criterion), "num_classes"):
+        params.setdefault("num_classes", len(cfg.labels))
+    return {"spec": spec, "task_ids": np.asarray(ids).copy(), "rounds": 0,
+            "criterion": make_stopping_criterion(settings.stopping_criterion, **params)}
+
+
 def evaluate_stopping(store: Store, project_id: int, settings: Settings, ids: np.ndarray,
-                       proba: np.ndarray, cfg: LabelConfig) -> dict:
+                      proba: np.ndarray, cfg: LabelConfig, labeled_ids) -> StoppingVerdict:
     """Update the stateful stopping criterion with this round's predictions on the fixed
-    stopping set (the tasks present at the first trained round) and persist its state."""
-    from al_engine.registry import make_stopping_criterion
+    stopping set (:class:`al_engine.stopping_set.StoppingSet`: the tasks present at the
+    first trained round; those unlabeled now are its ``indices_stopping``) and persist its
+    state. ``labeled_ids`` are the ids of the labeled tasks."""
+    from al_engine.stopping_set import StoppingSet
     spec = {"name": settings.stopping_criterion, "params": settings.stopping_params,
             "labels": list(cfg.labels), "multi_label": cfg.multi_label}
     state = store.load_state(project_id, STOPPING_STATE)
     reset = None
     if state is not None and state.get("spec") != spec:
         reset = "configuration changed"
-    elif state is not None and not np.all(np.isin(state["task_ids"], ids)):
+    elif state is not None and not StoppingSet(state["task_ids"]).covers(ids):
         reset = "tasks of the stopping set were deleted"
     if state is None or reset:
-        params = dict(settings.stopping_params)
-        from al_engine.registry import resolve
-        if _accepts(resolve("stopping_criterion", settings.stopping_criterion), "num_classes"):
-            params.setdefault("num_classes", len(cfg.labels))
-        state = {"spec": spec, "task_ids": ids.copy(), "rounds": 0,
-                 "criterion": make_stopping_criterion(settings.stopping_criterion, **params)}
-    sorter = np.argsort(ids, kind="stable")
-    pos = sorter[np.searchsorted(ids, state["task_ids"], sorter=sorter)]
-    p = np.asarray(proba)[pos]
-    if cfg.multi_label:
-        import scipy.sparse as sp
-        predictions = sp.csr_matrix((p > 0.5).astype(np.int64))
-    else:
-        predictions = np.argmax(p, axis=1).astype(np.int64)
-    stop = bool(state["criterion"].stop(predictions=predictions, proba=p,
-                                        indices_stopping=np.arange(len(p))))
+        state = _new_stopping_state(settings, cfg, spec, ids)
+    stopping_set = StoppingSet(state["task_ids"])
+    stop = bool(state["criterion"].stop(**stopping_set.stop_arguments(
+        ids, proba, labeled_ids, cfg.multi_label)))
     state["rounds"] += 1
     store.save_state(project_id, STOPPING_STATE, state)
-    verdict = {"criterion": settings.stopping_criterion, "stop": stop,
-               "rounds": state["rounds"], "stopping_set": int(len(state["task_ids"]))}
+    verdict = StoppingVerdict(criterion=settings.stopping_criterion, stop=stop,
+                              rounds=state["rounds"], stopping_set=len(stopping_set))
     if reset:
         verdict["reset"] = reset
     return verdict
-
 
 
 def rank_unlabeled(settings: Settings, clf, ds, proba, idx_unlabeled, idx_labeled, record

@@ -102,36 +102,61 @@ def greedy_coreset(x_unlabeled: np.ndarray, x_labeled: np.ndarray, n: int,
     metric = check_metric(distance_metric)
     x = np.ascontiguousarray(x_unlabeled, dtype=np.float32)
     lab = np.ascontiguousarray(x_labeled, dtype=np.float32).reshape(-1, x.shape[1])
-    u = x.shape[0]
-    if not 1 <= n <= u:
-        raise ValueError(f"n must be in [1, {u}], got {n}")
-    x_sq = sq_norms(x)
-    bound = min_distance_key(x, lab, metric, batch_size)
-    fresh = np.zeros(u, dtype=np.int64)
-    centers = np.empty((n, x.shape[1]), dtype=np.float32)
-    c_sq = np.empty(n, dtype=np.float32)
-    picks = np.empty(n, dtype=np.int64)
-    taken = np.zeros(u, dtype=bool)
+    if not 1 <= n <= x.shape[0]:
+        raise ValueError(f"n must be in [1, {x.shape[0]}], got {n}")
+    walk = _FarthestFirst(x, lab, n, metric, batch_size)
     for m in range(n):
-        if m == 0 and lab.shape[0] == 0:
-            mean = x.mean(axis=0, keepdims=True)
-            if metric == "cosine":
-                mean = l2_normalize(mean)
-            keys = distance_key(x, x_sq, mean, sq_norms(mean), metric)[:, 0]
-            pick = int(np.flatnonzero(keys == keys.min())[0])
-        else:
-            pick = _lazy_argmax(x, x_sq, bound, fresh, centers, c_sq, m, taken, metric)
-        picks[m] = pick
-        taken[pick] = True
-        bound[pick] = -np.inf
-        centers[m] = x[pick]
-        c_sq[m] = x_sq[pick]
+        walk.take(walk.closest_to_mean() if m == 0 and lab.shape[0] == 0 else walk.farthest())
     if not return_min_distances:
-        return picks
-    _refresh(x, x_sq, bound, fresh, centers, c_sq, n, np.flatnonzero(~taken), metric)
-    dist = np.full(u, -np.inf)
-    dist[~taken] = key_to_distance(bound[~taken], metric)
-    return picks, dist
+        return walk.picks
+    return walk.picks, walk.min_distances()
+
+
+class _FarthestFirst:
+    """The state of a farthest-first traversal of ``x`` (see :func:`greedy_coreset`): each
+    row's lazily refreshed min-distance bound (:func:`_lazy_argmax`) and the picks so far."""
+
+    def __init__(self, x, lab, n: int, metric: str, batch_size: int | None):
+        self.x, self.metric = x, metric
+        self.x_sq = sq_norms(x)
+        self.bound = min_distance_key(x, lab, metric, batch_size)
+        self.fresh = np.zeros(x.shape[0], dtype=np.int64)
+        self.centers = np.empty((n, x.shape[1]), dtype=np.float32)
+        self.c_sq = np.empty(n, dtype=np.float32)
+        self.picks = np.empty(n, dtype=np.int64)
+        self.taken = np.zeros(x.shape[0], dtype=bool)
+        self.m = 0
+
+    def closest_to_mean(self) -> int:
+        """The row closest to the mean of the rows (the first pick without labeled rows)."""
+        mean = self.x.mean(axis=0, keepdims=True)
+        if self.metric == "cosine":
+            mean = l2_normalize(mean)
+        keys = distance_key(self.x, self.x_sq, mean, sq_norms(mean), self.metric)[:, 0]
+        return int(np.flatnonzero(keys == keys.min())[0])
+
+    def farthest(self) -> int:
+        """The row not taken farthest from the labeled rows and the picks."""
+        return _lazy_argmax(self.x, self.x_sq, self.bound, self.fresh, self.centers, self.c_sq,
+                            self.m, self.taken, self.metric)
+
+    def take(self, pick: int) -> None:
+        m = self.m
+        self.picks[m] = pick
+        self.taken[pick] = True
+        self.bound[pick] = -np.inf
+        self.centers[m] = self.x[pick]
+        self.c_sq[m] = self.x_sq[pick]
+        self.m = m + 1
+
+    def min_distances(self) -> np.ndarray:
+        """Every row's distance to the labeled rows and the picks (``-inf`` if picked)."""
+        rest = np.flatnonzero(~self.taken)
+        _refresh(self.x, self.x_sq, self.bound, self.fresh, self.centers, self.c_sq, self.m,
+                 rest, self.metric)
+        dist = np.full(self.x.shape[0], -np.inf)
+        dist[rest] = key_to_distance(self.bound[rest], self.metric)
+        return dist
 
 
 class GreedyCoreset(QueryStrategy):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from al_engine.data import Dataset
-from al_engine.estimate import (LearningCurveFit, cross_validated_curve, estimate_from_points,
+from al_engine.estimate import (LearningCurveFit, cross_validate, cross_validated_curve,
+                                estimate_from_cv, estimate_from_points,
                                 estimate_labels_needed, fit_learning_curve, labels_needed)
 from al_engine.exceptions import InvalidParameterError
 from al_engine.registry import make_classifier
@@ -113,3 +114,21 @@ def test_estimate_refuses_without_signal():
                     target_labels=["a", "b"])
     est = estimate_labels_needed(_svc, noise, pool_size=1000)
     assert est.labels_needed is None and "majority" in est.reason
+
+
+def test_cross_validate_keeps_folds_and_macro_f1():
+    """The per-fold record behind the curve: its mean/std are cross_validated_curve's, and
+    the estimate is estimate_from_cv of it (one computation for the estimate and the
+    backend's figures)."""
+    data = _blobs(120, 4, 0.1)
+    cv = cross_validate(_svc, data, n_sizes=4, n_splits=4, min_size=8, seed=3)
+    assert cv.accuracy.shape == (4, cv.sizes.size) and cv.macro_f1.shape == (4,) and cv.n == 120
+    assert np.all((cv.macro_f1 > 0.5) & (cv.macro_f1 <= 1.0))
+    sizes, mean, std = cross_validated_curve(_svc, data, n_sizes=4, n_splits=4, min_size=8,
+                                             seed=3)
+    assert np.array_equal(sizes, cv.sizes) and np.array_equal(mean, cv.mean)
+    assert np.array_equal(std, cv.std)
+    full = estimate_labels_needed(_svc, data, pool_size=1000, seed=3)
+    assert full == estimate_from_cv(cross_validate(_svc, data, seed=3), data.y, pool_size=1000)
+    later = estimate_from_cv(cv, data.y, pool_size=1000, labeled=150)
+    assert later.labeled == 150 and later.points == estimate_from_cv(cv, data.y, 1000).points
