@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 from al_engine.estimate import LabelsNeeded
-from backend import dashboard
+from backend import project_status
 from backend import store as store_module
 from backend.ranking import RankedTask
 from backend.record import (CriterionVerdict, CrossValidationSummary, RoundMetrics,
@@ -71,7 +71,8 @@ def reads(monkeypatch):
         return rows
 
     monkeypatch.setattr(store_module, "_read_jsonl", noting)
-    monkeypatch.setattr(dashboard, "_audit_cache", {})
+    monkeypatch.setattr(project_status, "_read_jsonl", noting)
+    monkeypatch.setattr(project_status, "_audit_cache", {})
     return seen
 
 
@@ -81,7 +82,7 @@ def test_every_key_the_dashboard_and_status_read_is_declared(single, reads):  # 
     assert c.get("/status").status_code == 200
     assert c.get("/dashboard/1").status_code == 200
     with app.app_context():
-        dashboard.status_details(app.extensions["studio_al"]["store"],
+        project_status.status_details(app.extensions["studio_al"]["store"],
                                  app.extensions["studio_al"]["settings"], 1)
     # the instrumentation saw the readers (else this test would pass vacuously)
     assert {("", "n_labeled"), ("", "metrics"), ("metrics", "cv"), ("metrics.cv", "accuracy"),
