@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import SEED, check_param
 from al_engine.exceptions import EmptyPoolError
 
 
@@ -35,12 +36,7 @@ def check_pool(indices_unlabeled) -> np.ndarray:
 
 def check_seed(seed, name: str = "seed"):
     """Validate a seed: None, a non-negative int, or a ``np.random.Generator``."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be None, a non-negative integer or a "
-                         f"numpy.random.Generator, got {seed!r}")
-    return seed
+    return check_param(name, seed, SEED)
 
 
 def make_rng(seed) -> np.random.Generator:

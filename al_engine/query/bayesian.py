@@ -18,11 +18,9 @@ classifier raises ``TypeError``.
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
-from al_engine.query._checks import check_pool
+from al_engine._param_validation import Integral, Interval, validate_params
 from al_engine.query.base import ScoringQueryStrategy
 
 
@@ -51,20 +49,15 @@ class BALD(ScoringQueryStrategy):
     """
 
     lower_is_better = False
-    requires_torch_classifier = True
+    required_classifier_traits = frozenset({"supports_dropout_sampling"})
+    _parameter_constraints = {"dropout_samples": Interval(Integral, 2, None)}
 
     def __init__(self, dropout_samples: int = 10):
-        if isinstance(dropout_samples, bool) or not isinstance(dropout_samples, (int, np.integer)) \
-                or dropout_samples < 2:
-            raise ValueError(f"dropout_samples must be an integer >= 2, got {dropout_samples!r}")
+        validate_params(self._parameter_constraints, locals())
         self.dropout_samples = dropout_samples
 
     def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        try:
-            accepts = "dropout_sampling" in inspect.signature(clf.predict_proba).parameters
-        except (TypeError, ValueError):
-            accepts = False
-        if not accepts:
+        if not getattr(clf, "supports_dropout_sampling", False):
             raise TypeError(f"BALD needs a classifier whose predict_proba accepts "
                             f"dropout_sampling (e.g. 'kimcnn', 'transformer', 'setfit'); got "
                             f"{type(clf).__name__}")
@@ -74,8 +67,3 @@ class BALD(ScoringQueryStrategy):
         scores = np.full(len(dataset), np.nan)
         scores[indices_unlabeled] = bald_scores(samples)
         return scores
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from al_engine.exceptions import InvalidParameterError
+from al_engine._param_validation import Interval, Real, check_param
 from al_engine.query._checks import check_pool, check_seed, predict_proba_2d
 from al_engine.query._geometry import (block_rows, check_positive_int, embed_pool, l2_normalize,
                                        resolve_rank_n, rest_of)
@@ -60,9 +60,7 @@ class DiverseMiniBatch(QueryStrategy):
                  embed_kwargs: dict | None = None):
         self.beta = check_positive_int(beta, "beta")
         self.seed = check_seed(seed)
-        if isinstance(density_power, bool) or not isinstance(density_power, (int, float)) \
-                or not 0 <= density_power < float("inf"):
-            raise InvalidParameterError(f"density_power must be a number >= 0, got {density_power!r}")
+        check_param("density_power", density_power, Interval(Real, 0, float("inf"), closed="left"))
         self.density_power = float(density_power)
         self.n_neighbors = check_positive_int(n_neighbors, "n_neighbors")
         self.embed_kwargs = embed_kwargs

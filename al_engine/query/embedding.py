@@ -228,8 +228,3 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
         scores = np.full(len(dataset), np.nan)
         scores[unl] = kl
         return scores
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        """Every unlabeled position by decreasing score (ties by position)."""
-        unl = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, unl, indices_labeled, y, n=int(unl.size))

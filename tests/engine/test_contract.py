@@ -40,10 +40,11 @@ def build(name: str) -> QueryStrategy:
 
 
 def pool_for(strategy, multi_label: bool, seed: int = 0):
-    """The standard pool; strategies that need a torch classifier (attribute
-    ``requires_torch_classifier``) get it with texts and a fitted tiny KimCNN."""
+    """The standard pool; strategies that need classifier traits the stub lacks
+    (``required_classifier_traits``: dropout sampling, gradients) get it with texts and a
+    fitted tiny KimCNN."""
     pool = make_pool(N_ROWS, N_LABELED, multi_label=multi_label, seed=seed)
-    if getattr(strategy, "requires_torch_classifier", False):
+    if strategy.required_classifier_traits:
         from tests.neural.pools import with_torch_classifier  # skips without torch
         pool = with_torch_classifier(pool)
     return pool
