@@ -262,7 +262,7 @@ class ClassificationChange(StoppingCriterion):
     def __init__(self, num_classes: int, threshold: float = 0.0):
         if threshold < 0 or threshold > 1:
             raise ValueError(f"Threshold must be between 0 and 1 inclusive, but got {threshold}.")
-        self.num_classes = num_classes
+        self.num_classes = check_param("num_classes", num_classes, POSITIVE_INT)
         self.threshold = threshold
         self.last_predictions = None
         self.history_: list[float] = []
