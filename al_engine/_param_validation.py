@@ -58,12 +58,13 @@ class Interval:
     def is_satisfied_by(self, value) -> bool:
         if not _is_number(value, self.type):
             return False
-        if self.left is not None:
-            if value < self.left or (value == self.left and self.closed in ("right", "neither")):
-                return False
-        if self.right is not None:
-            if value > self.right or (value == self.right and self.closed in ("left", "neither")):
-                return False
+        # written as "inside" tests, so that NaN is outside every bounded interval
+        if self.left is not None and not (value >= self.left if self.closed in ("left", "both")
+                                          else value > self.left):
+            return False
+        if self.right is not None and not (value <= self.right if self.closed in ("right", "both")
+                                           else value < self.right):
+            return False
         return True
 
     def __str__(self) -> str:

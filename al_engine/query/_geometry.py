@@ -31,6 +31,7 @@ def check_metric(distance_metric: str, name: str = "distance_metric") -> str:
 
 
 def check_positive_int(value, name: str, allow_none: bool = False):
+    """``check_param(name, value, POSITIVE_INT)`` (or None when ``allow_none``)."""
     return check_param(name, value, [None, POSITIVE_INT] if allow_none else POSITIVE_INT)
 
 

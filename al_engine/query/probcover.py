@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine._param_validation import POSITIVE_REAL, check_param
+from al_engine._param_validation import POSITIVE_INT, POSITIVE_REAL, check_param
 from al_engine.query._checks import check_pool
-from al_engine.query._geometry import check_positive_int, embed_pool, l2_normalize, resolve_rank_n
+from al_engine.query._geometry import embed_pool, l2_normalize, resolve_rank_n
 from al_engine.query.base import QueryStrategy, check_query_args
 from al_engine.vector_index import check_index_spec, make_index
 
@@ -125,7 +125,7 @@ class ProbCover(QueryStrategy):
     def __init__(self, vector_index="auto", k: int = 100, ball_radius: float = 0.1,
                  embed_kwargs: dict | None = None):
         self.vector_index = check_index_spec(vector_index)
-        self.k = check_positive_int(k, "k")
+        self.k = check_param("k", k, POSITIVE_INT)
         self.ball_radius = check_param("ball_radius", ball_radius, POSITIVE_REAL)
         self.embed_kwargs = embed_kwargs
 

@@ -1,10 +1,11 @@
 """Every registered classifier, built tiny and fitted on a small text pool, for the
 registry-wide classifier contract and strategy x classifier compatibility suites.
 
-Torch classifiers are built small (KimCNN with a few filters; the transformer, SetFit and the
+Torch classifiers are built small: KimCNN with a few filters; the transformer, SetFit and the
 sentence-embedding classifier on the 2-layer BERT of ``tests/neural/conftest.py``, built from
-a config: the ``tiny_model_path`` fixture); without torch they are skipped with the reason printed. Fitted classifiers are
-cached per (name, label mode): the suites query the same ones many times.
+a config (the ``tiny_model_path`` fixture of ``tests/engine/conftest.py``). Without torch
+they are skipped with the reason printed. Fitted classifiers are cached per (name, label
+mode): the suites query the same ones many times.
 """
 from __future__ import annotations
 
