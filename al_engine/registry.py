@@ -65,6 +65,9 @@ CLASSIFIERS: dict[str, str] = {
     "setfit": "al_engine.classifiers.setfit:SetFitClassification",
     "kimcnn": "al_engine.classifiers.kimcnn:KimCNNClassifier",
 }
+# TORCH_CLASSIFIERS (trait needs_torch: the backend keeps them out of its web process) and
+# CHEAP_CLASSIFIERS (trait cheap_to_refit: cross-validated inside a round) are importable
+# from here too; they are derived from the traits on first use (``__getattr__`` below).
 
 INITIALIZATIONS: dict[str, str] = {
     "random": "al_engine.init:RandomInitialization",

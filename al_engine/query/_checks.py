@@ -25,8 +25,9 @@ def predict_proba_2d(clf, dataset) -> np.ndarray:
 def check_pool(indices_unlabeled) -> np.ndarray:
     """``indices_unlabeled`` as a flat int64 array; EmptyPoolError when it is empty.
 
-    Used by ``rank`` overrides: the base ``rank`` asks for ``n=0`` on an empty pool, which
-    ``check_query_args`` reports as a bad ``n`` rather than as an empty pool.
+    Used by every ``rank`` before it asks ``query`` for ``n`` = the pool size: on an empty
+    pool that would be ``n=0``, which ``check_query_args`` reports as a bad ``n`` rather than
+    as an empty pool.
     """
     indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
     if indices_unlabeled.size == 0:

@@ -7,9 +7,10 @@ scores the mutual information between the prediction and the model parameters:
           - \\frac1T \\sum_t H\\big[p^{(t)}\\big],\\qquad H[p] = -\\sum_c p_c \\log p_c
 
 (high when the passes are individually confident but disagree). The largest scores are
-queried. The classifier must accept ``predict_proba(dataset, dropout_sampling=T)`` and return
-``(n, T, num_classes)`` -- the torch classifiers of this package and SetFit do; any other
-classifier raises ``TypeError``.
+queried. The classifier must have the trait ``supports_dropout_sampling``: accept
+``predict_proba(dataset, dropout_sampling=T)`` and return ``(n, T, num_classes)`` -- the torch
+classifiers of this package and SetFit do; any other classifier raises ``TypeError``
+(:func:`al_engine.registry.check_compatible` says so before a round).
 
 .. [HHG+11] N. Houlsby, F. Huszár, Z. Ghahramani, M. Lengyel. Bayesian active learning for
    classification and preference learning. arXiv:1112.5745, 2011.

@@ -21,8 +21,8 @@ sums absolute values, i.e. an L1 norm, under the name of a norm); EGL-word takes
 gradient (small-text reads rows of the embedding matrix, which sums repeated words); results
 are ordered best first and ties broken by position; ``num_classes`` is optional.
 
-EGL and EGL-word need a fitted torch classifier of this package
-(:class:`~al_engine.classifiers.kimcnn.KimCNNClassifier`,
+EGL and EGL-word need a fitted torch classifier of this package with the trait
+``supports_gradients`` (:class:`~al_engine.classifiers.kimcnn.KimCNNClassifier`,
 :class:`~al_engine.classifiers.transformers.TransformerBasedClassification`); any other
 classifier raises ``TypeError``. EGL-layer on the final layer and BADGE need only
 ``clf.embed(dataset, return_proba=True)``.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from al_engine.classifiers.base import TRAITS
 from al_engine.exceptions import IncompatibleComponentsError, InvalidParameterError
 from al_engine.registry import available, check_compatible
 from tests.engine.classifier_pools import fitted_pool
@@ -32,6 +33,11 @@ def test_accepted_pairs_query_and_refused_pairs_cannot(strategy, classifier, tin
     result = qs.query(**pool.args(), n=3)
     assert result.shape == (3,) and np.unique(result).size == 3
     assert np.isin(result, pool.indices_unlabeled).all()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategies_require_only_declared_traits(strategy):
+    assert set(build(strategy).required_classifier_traits) <= set(TRAITS)
 
 
 def test_the_known_incompatible_pairs_are_refused():
