@@ -25,6 +25,11 @@ class InvalidParameterError(ValueError):
     """
 
 
+class IncompatibleComponentsError(InvalidParameterError):
+    """Raised when a query strategy cannot work with a classifier (e.g. BALD needs Monte-Carlo
+    dropout sampling, which a linear SVM does not have). The message is one line naming both."""
+
+
 class LearnerNotInitializedError(RuntimeError):
     """Raised when the active learner is queried before it was initialized."""
 

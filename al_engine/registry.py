@@ -4,16 +4,23 @@ Names are the class names in snake_case (``breaking_ties``, ``kappa_average``, .
 entry is a lazy ``"module:attribute"`` reference, so that listing the registry imports
 nothing heavy, and a component that needs torch only imports it when it is built.
 
-Registering a new component is one line in the matching table below; the contract test
-suite (``tests/engine/test_contract.py``) picks every registered strategy up by itself.
+Registering a new component is one line in the matching table below; the contract suites
+(``tests/engine/test_contract.py`` for strategies, ``test_classifier_contract.py``,
+``test_stopping_contract.py`` and ``test_compatibility.py``) pick every registered component
+up by themselves.
+
+Classifier traits (:data:`al_engine.classifiers.base.TRAITS`) are class attributes of the
+class a registered name builds (for a factory function: the class its return annotation
+names); :func:`classifier_traits` reads them without building anything, and never imports
+torch. :func:`check_compatible` tells whether a query strategy can work with a classifier.
 """
 from __future__ import annotations
 
 import inspect
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
-from al_engine.exceptions import InvalidParameterError
+from al_engine.exceptions import IncompatibleComponentsError, InvalidParameterError
 
 QUERY_STRATEGIES: dict[str, str] = {
     "random": "al_engine.query.random:RandomSampling",
@@ -58,10 +65,9 @@ CLASSIFIERS: dict[str, str] = {
     "setfit": "al_engine.classifiers.setfit:SetFitClassification",
     "kimcnn": "al_engine.classifiers.kimcnn:KimCNNClassifier",
 }
-
-#: Classifiers whose fitting or prediction imports torch (the backend keeps them out of the
-#: web process: rounds run in a worker process, live predictions are not made there).
-TORCH_CLASSIFIERS = frozenset({"embedding_logistic_regression", "transformer", "setfit", "kimcnn"})
+# TORCH_CLASSIFIERS (trait needs_torch: the backend keeps them out of its web process) and
+# CHEAP_CLASSIFIERS (trait cheap_to_refit: cross-validated inside a round) are importable
+# from here too; they are derived from the traits on first use (``__getattr__`` below).
 
 INITIALIZATIONS: dict[str, str] = {
     "random": "al_engine.init:RandomInitialization",
@@ -111,6 +117,14 @@ def resolve(kind: str, name: str) -> Callable[..., Any]:
             f"unknown {kind.replace('_', ' ')} {name!r}; allowed: {', '.join(sorted(table))}")
     module, _, attr = table[name].partition(":")
     return getattr(import_module(module), attr)
+
+
+def accepted_params(kind: str, name: str) -> frozenset[str]:
+    """Names of the keyword parameters the component ``name`` of ``kind`` takes (without
+    any ``**kwargs`` it forwards), e.g. to pass ``model_path`` only where it is accepted."""
+    sig = inspect.signature(resolve(kind, name))
+    return frozenset(p.name for p in sig.parameters.values()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _check_params(kind: str, name: str, factory: Callable, params: dict) -> None:
@@ -169,3 +183,66 @@ def make_classifier(name: str, **params):
 def make_initialization(name: str, **params):
     """Build a registered initialization strategy, e.g. ``("random_stratified")``."""
     return make("initialization", name, **params)
+
+
+# --------------------------------------------------------------------------- classifier traits
+def classifier_class(name: str) -> type:
+    """The :class:`~al_engine.classifiers.base.Classifier` subclass that ``name`` builds: the
+    registered class, or the return annotation of the registered factory function."""
+    factory = resolve("classifier", name)
+    if isinstance(factory, type):
+        return factory
+    cls = get_type_hints(factory).get("return")
+    if not isinstance(cls, type):
+        raise TypeError(f"classifier factory {name!r} must annotate the class it returns")
+    return cls
+
+
+def classifier_traits(name: str) -> dict[str, bool]:
+    """The traits of classifier ``name`` (see :class:`~al_engine.classifiers.base.Classifier`),
+    e.g. ``{"needs_torch": False, "cheap_to_refit": True, ...}``. Imports no torch."""
+    from al_engine.classifiers.base import TRAITS
+    cls = classifier_class(name)
+    return {trait: bool(getattr(cls, trait)) for trait in TRAITS}
+
+
+def classifiers_with(trait: str) -> frozenset[str]:
+    """Names of the registered classifiers that have ``trait``."""
+    return frozenset(name for name in CLASSIFIERS if classifier_traits(name)[trait])
+
+
+def __getattr__(attr: str) -> frozenset[str]:
+    # TORCH_CLASSIFIERS / CHEAP_CLASSIFIERS are derived from the traits on first use, so that
+    # importing the registry imports no classifier module.
+    if attr == "TORCH_CLASSIFIERS":
+        return classifiers_with("needs_torch")
+    if attr == "CHEAP_CLASSIFIERS":
+        return classifiers_with("cheap_to_refit")
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+#: What a strategy's ``required_classifier_traits`` ask of the classifier, for messages.
+_TRAIT_NEEDS = {
+    "supports_dropout_sampling": "Monte-Carlo dropout sampling",
+    "supports_gradients": "a torch model to take gradients through",
+}
+
+
+def check_compatible(query_strategy: str, classifier: str,
+                     query_params: dict | None = None) -> None:
+    """Raise :class:`~al_engine.exceptions.IncompatibleComponentsError` (one line) when the
+    query strategy, built with ``query_params``, cannot work with ``classifier``.
+
+    A strategy lists the classifier traits it needs in ``required_classifier_traits``
+    (wrapping strategies: those of their base strategy), e.g. BALD needs
+    ``supports_dropout_sampling``. Unknown names or bad parameters raise
+    :class:`~al_engine.exceptions.InvalidParameterError`.
+    """
+    strategy = make_query_strategy(query_strategy, **(query_params or {}))
+    traits = classifier_traits(classifier)
+    for trait in sorted(strategy.required_classifier_traits):
+        if not traits[trait]:
+            able = ", ".join(sorted(classifiers_with(trait))) or "none registered"
+            raise IncompatibleComponentsError(
+                f"query strategy {query_strategy!r} needs a classifier with "
+                f"{_TRAIT_NEEDS.get(trait, trait)} ({able}); {classifier!r} has none")

@@ -39,6 +39,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import (POSITIVE_INT, Integral, Interval, check_param,
+                                        validate_params)
 from al_engine.exceptions import MultiLabelNotSupportedError
 
 
@@ -63,12 +65,6 @@ class StoppingCriterion(ABC):
 
 
 # --------------------------------------------------------------------------------- helpers
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_predictions(predictions, last_predictions, num_classes: int | None,
                        allow_multi_label: bool, owner: str):
     """small-text's ``check_window_based_predictions`` plus dtype/range checks.
@@ -161,9 +157,12 @@ class KappaAverage(StoppingCriterion):
     kappa_history : list of float (alias ``history_``)
     """
 
+    _parameter_constraints = {"num_classes": POSITIVE_INT, "window_size": POSITIVE_INT}
+
     def __init__(self, num_classes: int, window_size: int = 3, kappa: float = 0.99):
-        self.num_classes = _check_int("num_classes", num_classes, 1)
-        self.window_size = _check_int("window_size", window_size, 1)
+        validate_params(self._parameter_constraints, locals())
+        self.num_classes = int(num_classes)
+        self.window_size = int(window_size)
         self.kappa = float(kappa)
         self.last_predictions = None
         self.kappa_history: list[float] = []
@@ -213,7 +212,7 @@ class DeltaFScore(StoppingCriterion):
         if num_classes != 2:
             raise ValueError("DeltaFScore is only applicable for binary classifications "
                              f"(requires num_classes=2, got {num_classes!r})")
-        self.window_size = _check_int("window_size", window_size, 1)
+        self.window_size = int(check_param("window_size", window_size, POSITIVE_INT))
         self.threshold = float(threshold)
         self.last_predictions = None
         self.delta_history: list[float] = []
@@ -263,7 +262,7 @@ class ClassificationChange(StoppingCriterion):
     def __init__(self, num_classes: int, threshold: float = 0.0):
         if threshold < 0 or threshold > 1:
             raise ValueError(f"Threshold must be between 0 and 1 inclusive, but got {threshold}.")
-        self.num_classes = num_classes
+        self.num_classes = check_param("num_classes", num_classes, POSITIVE_INT)
         self.threshold = threshold
         self.last_predictions = None
         self.history_: list[float] = []
@@ -312,7 +311,7 @@ class OverallUncertainty(StoppingCriterion):
         if threshold < 0 or threshold >= 1:
             raise ValueError(f"Threshold must be between 0 (inclusive) and 1 (exclusive), "
                              f"but got {threshold}.")
-        self.num_classes = _check_int("num_classes", num_classes, 2)
+        self.num_classes = int(check_param("num_classes", num_classes, Interval(Integral, 2, None)))
         self.threshold = threshold
         self.last_predictions = None
         self.history_: list[float] = []
@@ -348,9 +347,8 @@ class MaxIterations(StoppingCriterion):
     """
 
     def __init__(self, max_iterations: int):
-        if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)):
-            raise ValueError(f"max_iterations must be an integer, got {max_iterations!r}")
-        if max_iterations < 1:
+        check_param("max_iterations", max_iterations, Interval(Integral, None, None))
+        if max_iterations < 1:  # small-text's message
             raise ValueError(f"Argument max_iterations must be greater or equal 1. "
                              f"Encountered: {max_iterations}.")
         self.max_iterations = max_iterations

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import POSITIVE_INT, check_param
 from al_engine.classifiers.base import labels_from_proba
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 
@@ -56,16 +57,6 @@ def check_train_set(clf, train_set, weights):
     return target, w
 
 
-def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_positive_float(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
 def loss_fn(logits, target, multi_label: bool, reduction: str = "none"):
     """Cross-entropy (single-label) or per-label binary cross-entropy summed over labels."""
     import torch
@@ -91,6 +82,11 @@ class TorchClassifier:
     ``seed``, ``device`` and implement ``_build(train_set)`` (returns the module),
     ``tensorize``, ``forward``, ``head`` (and ``input_embedding``/``token_mask``).
     """
+
+    needs_torch = True
+    reads_texts = True
+    supports_dropout_sampling = True
+    supports_gradients = True
 
     # ------------------------------------------------------------------ helpers
     def _check_fitted(self) -> None:
@@ -182,7 +178,7 @@ class TorchClassifier:
         Monte-Carlo dropout samples ``(n, T, num_classes)`` (dropout active, the rest in
         eval mode; seeded by ``seed``)."""
         import torch
-        check_positive_int("dropout_sampling", dropout_sampling)
+        check_param("dropout_sampling", dropout_sampling, POSITIVE_INT)
         if dropout_sampling == 1:
             return self._to_proba(self._outputs(dataset)[0])
         with torch.random.fork_rng(devices=[]):
@@ -202,13 +198,6 @@ class TorchClassifier:
         logits, hidden = self._outputs(dataset)
         emb = hidden.double().numpy()
         return (emb, self._to_proba(logits)) if return_proba else emb
-
-    def featurize(self, dataset):
-        """The dataset unchanged: the model reads ``dataset.texts`` (backend compatibility
-        with :meth:`SklearnClassifier.featurize`)."""
-        if dataset.texts is None:
-            raise ValueError(f"{type(self).__name__} needs texts; the dataset has none")
-        return dataset
 
     def __getstate__(self):
         import torch

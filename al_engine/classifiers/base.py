@@ -12,16 +12,72 @@ import numpy as np
 import scipy.sparse as sp
 
 
+#: The traits every classifier declares as class attributes (read by the registry without
+#: building or fitting anything, so without importing torch).
+TRAITS = ("needs_torch", "cheap_to_refit", "reads_texts", "supports_dropout_sampling",
+          "supports_gradients")
+
+
 class Classifier(ABC):
     """Base class of classifiers.
 
     ``predict_proba`` returns an array of shape ``(len(dataset), num_classes)``; for
     multi-label classifiers, the per-label probabilities (rows need not sum to one).
     ``predict`` returns class ids (single-label) or a CSR indicator matrix (multi-label).
+    Every classifier supports single- and multi-label data (``multi_label``) and ``embed``.
+
+    Traits (class attributes; see :data:`TRAITS`), which the registry reads to decide where
+    a classifier may run and which query strategies it can serve
+    (:func:`al_engine.registry.classifier_traits`, :func:`al_engine.registry.check_compatible`):
+
+    needs_torch : bool, default=False
+        ``fit`` / ``featurize`` / inference import torch (the backend keeps such classifiers
+        out of its web process). Building one never imports torch.
+    cheap_to_refit : bool, default=False
+        Refitting it k times per round is affordable (cross-validated learning curves).
+    reads_texts : bool, default=False
+        The model reads ``dataset.texts`` itself; ``featurize`` only checks they are there.
+    supports_dropout_sampling : bool, default=False
+        ``predict_proba(dataset, dropout_sampling=T)`` returns ``T`` Monte-Carlo dropout
+        samples of shape ``(n, T, num_classes)`` (BALD).
+    supports_gradients : bool, default=False
+        Exposes the torch model protocol of :mod:`al_engine.classifiers._torch`
+        (``model_``, ``tensorize``, ``forward``, ``head``, ``input_embedding``, ``token_mask``)
+        that the expected-gradient-length strategies differentiate through.
     """
 
     num_classes: int
     multi_label: bool = False
+
+    needs_torch: bool = False
+    cheap_to_refit: bool = False
+    reads_texts: bool = False
+    supports_dropout_sampling: bool = False
+    supports_gradients: bool = False
+
+    def featurize(self, dataset):
+        """``dataset`` with the features this classifier reads, computed from its texts.
+
+        Called on the whole pool once, before any label (unsupervised: only texts are
+        used), and then on any further dataset (e.g. a test set), so that a featurizer is
+        fitted on the pool. small-text has no such method.
+
+        The default suits a classifier without a featurizer: with ``reads_texts`` the
+        dataset is returned unchanged if it has texts; otherwise unchanged if it carries
+        features ``x``.
+
+        Raises
+        ------
+        ValueError
+            If the dataset lacks what the classifier reads (texts, or features ``x``).
+        """
+        if self.reads_texts:
+            if dataset.texts is None:
+                raise ValueError(f"{type(self).__name__} needs texts; the dataset has none")
+        elif dataset.x is None:
+            raise ValueError(f"{type(self).__name__} reads dataset.x and cannot featurize "
+                             "texts; the dataset has no features x")
+        return dataset
 
     @abstractmethod
     def fit(self, train_set, weights=None) -> "Classifier":

@@ -12,11 +12,19 @@ from al_engine.classifiers.sklearn import SklearnClassifier, _check_estimator_pa
 from al_engine.features_neural import SentenceEmbeddingFeaturizer
 
 
+class SentenceEmbeddingClassifier(SklearnClassifier):
+    """A :class:`SklearnClassifier` whose featurizer is a sentence encoder: featurizing
+    imports torch (``needs_torch``); refitting stays a cheap scikit-learn fit on cached
+    vectors (``cheap_to_refit``)."""
+
+    needs_torch = True
+
+
 def make_embedding_logistic_regression(num_classes: int, multi_label: bool = False,
                                        model_path: str | None = None, batch_size: int = 32,
                                        max_seq_length: int | None = None, device: str | None = None,
                                        cache_dir: str | None = None,
-                                       **lr_params) -> SklearnClassifier:
+                                       **lr_params) -> SentenceEmbeddingClassifier:
     """Logistic regression on L2-normalized sentence embeddings (all-MiniLM-L6-v2 by default).
 
     Parameters
@@ -38,5 +46,5 @@ def make_embedding_logistic_regression(num_classes: int, multi_label: bool = Fal
     featurizer = SentenceEmbeddingFeaturizer(model_path=model_path, batch_size=batch_size,
                                              max_seq_length=max_seq_length, device=device,
                                              cache_dir=cache_dir)
-    return SklearnClassifier(LogisticRegression(**params), num_classes=num_classes,
-                             multi_label=multi_label, featurizer=featurizer)
+    return SentenceEmbeddingClassifier(LogisticRegression(**params), num_classes=num_classes,
+                                       multi_label=multi_label, featurizer=featurizer)

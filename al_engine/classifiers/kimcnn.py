@@ -21,10 +21,10 @@ from collections import Counter
 
 import numpy as np
 
+from al_engine._param_validation import (NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_REAL, Interval,
+                                        Real, SequenceOf, validate_params)
 from al_engine.classifiers.base import Classifier
-from al_engine.classifiers._torch import (TorchClassifier, check_positive_float,
-                                          check_positive_int)
-from al_engine.classifiers.sklearn import _check_num_classes
+from al_engine.classifiers._torch import TorchClassifier
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 PAD, UNK = 0, 1
@@ -66,27 +66,26 @@ class KimCNNClassifier(TorchClassifier, Classifier):
         Seeds weight initialization, shuffling and dropout (deterministic on CPU).
     """
 
+    _parameter_constraints = {
+        **{name: POSITIVE_INT for name in ("num_classes", "embed_dim", "num_kernels",
+                                           "max_seq_len", "mini_batch_size", "num_epochs",
+                                           "min_freq")},
+        "kernel_heights": SequenceOf(POSITIVE_INT),
+        "dropout": Interval(Real, 0, 1, closed="left"),
+        "lr": POSITIVE_REAL,
+        "seed": NON_NEGATIVE_INT,
+    }
+
     def __init__(self, num_classes: int, multi_label: bool = False, embed_dim: int = 100,
                  num_kernels: int = 100, kernel_heights=(3, 4, 5), dropout: float = 0.5,
                  max_seq_len: int = 60, mini_batch_size: int = 32, num_epochs: int = 10,
                  lr: float = 1e-3, embedding_matrix=None, vocab=None, min_freq: int = 1,
                  device: str | None = None, seed: int = 0):
-        self.num_classes = _check_num_classes(num_classes)
-        self.multi_label = bool(multi_label)
-        for name in ("embed_dim", "num_kernels", "max_seq_len", "mini_batch_size", "num_epochs",
-                     "min_freq"):
-            check_positive_int(name, locals()[name])
-        check_positive_float("lr", lr)
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not kernel_heights or any(isinstance(k, bool) or not isinstance(k, (int, np.integer))
-                                     or k < 1 for k in kernel_heights):
-            raise ValueError(f"kernel_heights must be a non-empty sequence of positive ints, "
-                             f"got {kernel_heights!r}")
+        validate_params(self._parameter_constraints, locals())
         if (embedding_matrix is None) != (vocab is None) and embedding_matrix is not None:
             raise ValueError("embedding_matrix needs the matching vocab")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.num_classes = int(num_classes)
+        self.multi_label = bool(multi_label)
         self.embed_dim = embed_dim
         self.num_kernels = num_kernels
         self.kernel_heights = kernel_heights

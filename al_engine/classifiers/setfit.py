@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import (NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_REAL,
+                                        InstanceOf, check_param, validate_params)
 from al_engine.classifiers.base import Classifier, labels_from_proba
-from al_engine.classifiers._torch import check_positive_float, check_positive_int, check_train_set
-from al_engine.classifiers.sklearn import _check_num_classes
+from al_engine.classifiers._torch import check_train_set
 from al_engine.classifiers.transformers import _check_model_path
 from al_engine.exceptions import NotFittedError
 
@@ -76,20 +77,26 @@ class SetFitClassification(Classifier):
     seed : int, default=0
     """
 
+    needs_torch = True
+    reads_texts = True
+    supports_dropout_sampling = True
+
+    _parameter_constraints = {
+        **{name: POSITIVE_INT for name in ("num_classes", "num_iterations", "num_epochs",
+                                           "mini_batch_size", "max_seq_len")},
+        "lr": POSITIVE_REAL,
+        "head_params": [None, InstanceOf(dict, "a dict")],
+        "seed": NON_NEGATIVE_INT,
+    }
+
     def __init__(self, num_classes: int, multi_label: bool = False, model_path: str | None = None,
                  num_iterations: int = 5, num_epochs: int = 1, lr: float = 2e-5,
                  mini_batch_size: int = 16, max_seq_len: int = 64, head_params: dict | None = None,
                  device: str | None = None, seed: int = 0):
-        self.num_classes = _check_num_classes(num_classes)
-        self.multi_label = bool(multi_label)
+        validate_params(self._parameter_constraints, locals())
         _check_model_path(model_path)
-        for name in ("num_iterations", "num_epochs", "mini_batch_size", "max_seq_len"):
-            check_positive_int(name, locals()[name])
-        check_positive_float("lr", lr)
-        if head_params is not None and not isinstance(head_params, dict):
-            raise ValueError(f"head_params must be a dict or None, got {head_params!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.num_classes = int(num_classes)
+        self.multi_label = bool(multi_label)
         self.model_path = model_path
         self.num_iterations = num_iterations
         self.num_epochs = num_epochs
@@ -112,11 +119,6 @@ class SetFitClassification(Classifier):
             return str(self.model_path)
         from al_engine.features_neural import default_model_path
         return default_model_path()
-
-    def featurize(self, dataset):
-        if dataset.texts is None:
-            raise ValueError("SetFitClassification needs texts; the dataset has none")
-        return dataset
 
     # ------------------------------------------------------------------ encoder
     def _tokens(self, texts):
@@ -203,7 +205,7 @@ class SetFitClassification(Classifier):
         """``(n, num_classes)``; with ``dropout_sampling=T > 1`` the encoder's dropout is
         sampled ``T`` times: ``(n, T, num_classes)``."""
         import torch
-        check_positive_int("dropout_sampling", dropout_sampling)
+        check_param("dropout_sampling", dropout_sampling, POSITIVE_INT)
         if dropout_sampling == 1:
             return self._head_proba(self._embed(dataset))
         with torch.random.fork_rng(devices=[]):

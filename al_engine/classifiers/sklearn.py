@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
+from al_engine._param_validation import POSITIVE_INT, validate_params
 from al_engine.classifiers.base import Classifier, labels_from_proba
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 from al_engine.features import TfidfFeaturizer
@@ -94,13 +95,6 @@ class ConfidenceEnhancedLinearSVC(ClassifierMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------------------------
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return int(num_classes)
-
-
 class SklearnClassifier(Classifier):
     """Adapter for any scikit-learn estimator that has ``predict_proba``.
 
@@ -130,14 +124,18 @@ class SklearnClassifier(Classifier):
         probability 1 (scikit-learn refuses to fit a single class).
     """
 
+    cheap_to_refit = True
+    _parameter_constraints = {"num_classes": POSITIVE_INT}
+
     def __init__(self, estimator, num_classes: int, multi_label: bool = False, featurizer=None):
         if not hasattr(estimator, "fit") or not hasattr(estimator, "predict_proba"):
             raise ValueError("estimator must be a scikit-learn estimator with fit and predict_proba; "
                              f"got {type(estimator).__name__}")
         if featurizer is not None and not (hasattr(featurizer, "fit") and hasattr(featurizer, "transform")):
             raise ValueError("featurizer must have fit(texts) and transform(texts), or be None")
+        validate_params(self._parameter_constraints, locals())
         self.estimator = estimator
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = int(num_classes)
         self.multi_label = bool(multi_label)
         self.featurizer = featurizer
 
@@ -298,7 +296,7 @@ class SklearnClassifier(Classifier):
         return emb
 
     def __repr__(self) -> str:
-        return (f"SklearnClassifier({self.estimator!r}, num_classes={self.num_classes}, "
+        return (f"{type(self).__name__}({self.estimator!r}, num_classes={self.num_classes}, "
                 f"multi_label={self.multi_label}, featurizer={self.featurizer!r})")
 
 

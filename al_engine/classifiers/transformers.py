@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
+from al_engine._param_validation import (NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_REAL, Interval,
+                                        Real, validate_params)
 from al_engine.classifiers.base import Classifier
-from al_engine.classifiers._torch import (TorchClassifier, check_positive_float,
-                                          check_positive_int)
-from al_engine.classifiers.sklearn import _check_num_classes
+from al_engine.classifiers._torch import TorchClassifier
 
 
 def _check_model_path(model_path) -> None:
@@ -55,21 +54,23 @@ class TransformerBasedClassification(TorchClassifier, Classifier):
     seed : int, default=0
     """
 
+    _parameter_constraints = {
+        **{name: POSITIVE_INT for name in ("num_classes", "num_epochs", "mini_batch_size",
+                                           "max_seq_len")},
+        "lr": POSITIVE_REAL,
+        "head_lr": POSITIVE_REAL,
+        "dropout": Interval(Real, 0, 1, closed="left"),
+        "seed": NON_NEGATIVE_INT,
+    }
+
     def __init__(self, num_classes: int, multi_label: bool = False, model_path: str | None = None,
                  num_epochs: int = 10, lr: float = 2e-5, head_lr: float = 1e-3,
                  mini_batch_size: int = 12, max_seq_len: int = 64, dropout: float = 0.1,
                  device: str | None = None, seed: int = 0):
-        self.num_classes = _check_num_classes(num_classes)
-        self.multi_label = bool(multi_label)
+        validate_params(self._parameter_constraints, locals())
         _check_model_path(model_path)
-        for name in ("num_epochs", "mini_batch_size", "max_seq_len"):
-            check_positive_int(name, locals()[name])
-        check_positive_float("lr", lr)
-        check_positive_float("head_lr", head_lr)
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.num_classes = int(num_classes)
+        self.multi_label = bool(multi_label)
         self.model_path = model_path
         self.num_epochs = num_epochs
         self.lr = lr

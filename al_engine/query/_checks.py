@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import SEED, check_param
 from al_engine.exceptions import EmptyPoolError
 
 
@@ -24,8 +25,9 @@ def predict_proba_2d(clf, dataset) -> np.ndarray:
 def check_pool(indices_unlabeled) -> np.ndarray:
     """``indices_unlabeled`` as a flat int64 array; EmptyPoolError when it is empty.
 
-    Used by ``rank`` overrides: the base ``rank`` asks for ``n=0`` on an empty pool, which
-    ``check_query_args`` reports as a bad ``n`` rather than as an empty pool.
+    Used by every ``rank`` before it asks ``query`` for ``n`` = the pool size: on an empty
+    pool that would be ``n=0``, which ``check_query_args`` reports as a bad ``n`` rather than
+    as an empty pool.
     """
     indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
     if indices_unlabeled.size == 0:
@@ -35,12 +37,7 @@ def check_pool(indices_unlabeled) -> np.ndarray:
 
 def check_seed(seed, name: str = "seed"):
     """Validate a seed: None, a non-negative int, or a ``np.random.Generator``."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be None, a non-negative integer or a "
-                         f"numpy.random.Generator, got {seed!r}")
-    return seed
+    return check_param(name, seed, SEED)
 
 
 def make_rng(seed) -> np.random.Generator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import POSITIVE_INT, check_param
 from al_engine.exceptions import InvalidParameterError
 
 #: Entries of one float32 distance block (2**24 entries = 64 MiB).
@@ -30,11 +31,8 @@ def check_metric(distance_metric: str, name: str = "distance_metric") -> str:
 
 
 def check_positive_int(value, name: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    """``check_param(name, value, POSITIVE_INT)`` (or None when ``allow_none``)."""
+    return check_param(name, value, [None, POSITIVE_INT] if allow_none else POSITIVE_INT)
 
 
 def as_float_matrix(a, rows: int, what: str) -> np.ndarray:
@@ -150,9 +148,7 @@ def resolve_rank_n(n, size: int) -> int:
     or :data:`DEFAULT_RANK_N` when None."""
     if n is None:
         return min(DEFAULT_RANK_N, size)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer or None, got {n!r}")
-    return min(int(n), size)
+    return min(int(check_param("n", n, POSITIVE_INT)), size)
 
 
 def rest_of(pool: np.ndarray, head: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from al_engine._param_validation import POSITIVE_INT, check_param
 from al_engine.data import is_multi_label_target
+from al_engine.query._checks import check_pool
 from al_engine.exceptions import EmptyPoolError, MultiLabelNotSupportedError, PoolExhaustedError
 
 
@@ -30,10 +32,7 @@ def check_query_args(indices_unlabeled, n) -> np.ndarray:
     ValueError
         If ``n`` is not a positive integer.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
+    check_param("n", n, POSITIVE_INT)
     indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
     if indices_unlabeled.size == 0:
         raise EmptyPoolError("there are no unlabeled instances left to query")
@@ -65,21 +64,25 @@ class QueryStrategy(ABC):
 
     Subclasses implement :meth:`query`. Strategies that support multi-label data set
     ``supports_multi_label = True``; strategies that support only multi-label data also
-    set ``supports_single_label = False``.
+    set ``supports_single_label = False``. A strategy that needs more of the classifier
+    than ``predict_proba`` and ``embed`` names the classifier traits it needs in
+    ``required_classifier_traits`` (see :class:`~al_engine.classifiers.base.Classifier`;
+    checked by :func:`al_engine.registry.check_compatible`).
     """
 
     supports_multi_label: bool = False
     supports_single_label: bool = True
+    required_classifier_traits: frozenset[str] = frozenset()
 
     @abstractmethod
     def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
         """Return ``n`` positions from ``indices_unlabeled``, most informative first."""
 
     def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        """Every position of ``indices_unlabeled``, most informative first."""
-        indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
-        if indices_unlabeled.size == 0:
-            raise EmptyPoolError("there are no unlabeled instances left to rank")
+        """Every position of ``indices_unlabeled``, most informative first: ``query`` with
+        ``n`` = the pool size (label mode checked first, then the pool, as every override does)."""
+        self._check_label_mode(dataset, y)
+        indices_unlabeled = check_pool(indices_unlabeled)
         return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
                           n=int(indices_unlabeled.size))
 
@@ -101,9 +104,13 @@ class QueryStrategy(ABC):
 
 class WrappingQueryStrategy(QueryStrategy):
     """A strategy that runs a base strategy (``base_query_strategy_``) on part of the pool:
-    it supports exactly the label modes its base supports."""
+    it supports exactly the label modes, and needs exactly the classifier traits, of its base."""
 
     base_query_strategy_: QueryStrategy
+
+    @property
+    def required_classifier_traits(self) -> frozenset[str]:
+        return frozenset(getattr(self.base_query_strategy_, "required_classifier_traits", ()))
 
     @property
     def supports_multi_label(self) -> bool:

@@ -7,9 +7,10 @@ scores the mutual information between the prediction and the model parameters:
           - \\frac1T \\sum_t H\\big[p^{(t)}\\big],\\qquad H[p] = -\\sum_c p_c \\log p_c
 
 (high when the passes are individually confident but disagree). The largest scores are
-queried. The classifier must accept ``predict_proba(dataset, dropout_sampling=T)`` and return
-``(n, T, num_classes)`` -- the torch classifiers of this package and SetFit do; any other
-classifier raises ``TypeError``.
+queried. The classifier must have the trait ``supports_dropout_sampling``: accept
+``predict_proba(dataset, dropout_sampling=T)`` and return ``(n, T, num_classes)`` -- the torch
+classifiers of this package and SetFit do; any other classifier raises ``TypeError``
+(:func:`al_engine.registry.check_compatible` says so before a round).
 
 .. [HHG+11] N. Houlsby, F. Huszár, Z. Ghahramani, M. Lengyel. Bayesian active learning for
    classification and preference learning. arXiv:1112.5745, 2011.
@@ -18,11 +19,9 @@ classifier raises ``TypeError``.
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
-from al_engine.query._checks import check_pool
+from al_engine._param_validation import Integral, Interval, validate_params
 from al_engine.query.base import ScoringQueryStrategy
 
 
@@ -51,20 +50,15 @@ class BALD(ScoringQueryStrategy):
     """
 
     lower_is_better = False
-    requires_torch_classifier = True
+    required_classifier_traits = frozenset({"supports_dropout_sampling"})
+    _parameter_constraints = {"dropout_samples": Interval(Integral, 2, None)}
 
     def __init__(self, dropout_samples: int = 10):
-        if isinstance(dropout_samples, bool) or not isinstance(dropout_samples, (int, np.integer)) \
-                or dropout_samples < 2:
-            raise ValueError(f"dropout_samples must be an integer >= 2, got {dropout_samples!r}")
+        validate_params(self._parameter_constraints, locals())
         self.dropout_samples = dropout_samples
 
     def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        try:
-            accepts = "dropout_sampling" in inspect.signature(clf.predict_proba).parameters
-        except (TypeError, ValueError):
-            accepts = False
-        if not accepts:
+        if not getattr(clf, "supports_dropout_sampling", False):
             raise TypeError(f"BALD needs a classifier whose predict_proba accepts "
                             f"dropout_sampling (e.g. 'kimcnn', 'transformer', 'setfit'); got "
                             f"{type(clf).__name__}")
@@ -74,8 +68,3 @@ class BALD(ScoringQueryStrategy):
         scores = np.full(len(dataset), np.nan)
         scores[indices_unlabeled] = bald_scores(samples)
         return scores
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))

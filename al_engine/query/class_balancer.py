@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from al_engine.query._checks import check_pool, check_seed, make_rng
-from al_engine.query.base import QueryStrategy, check_query_args
+from al_engine._param_validation import POSITIVE_INT, SEED, validate_params
+from al_engine.query._checks import check_pool, make_rng
+from al_engine.query.base import QueryStrategy, WrappingQueryStrategy, check_query_args
 
 
 def _resolve_base(base_query_strategy) -> QueryStrategy:
@@ -38,9 +39,9 @@ class _CachedClassifier:
         self._proba = None
         self._embed = None
 
-    def predict_proba(self, dataset):
-        if dataset is not self._dataset:
-            return self._clf.predict_proba(dataset)
+    def predict_proba(self, dataset, **kwargs):
+        if dataset is not self._dataset or kwargs:  # e.g. dropout_sampling (BALD)
+            return self._clf.predict_proba(dataset, **kwargs)
         if self._proba is None:
             self._proba = self._clf.predict_proba(dataset)
         return self._proba
@@ -132,13 +133,11 @@ class ClassBalancer(QueryStrategy):
 
     supports_multi_label = False
     supports_single_label = True
+    required_classifier_traits = WrappingQueryStrategy.required_classifier_traits
 
     def __init__(self, base_query_strategy="breaking_ties", ignored_classes=(),
                  subsample_size: int | None = None, seed=None):
-        if subsample_size is not None and (isinstance(subsample_size, bool) or not isinstance(
-                subsample_size, (int, np.integer)) or subsample_size < 1):
-            raise ValueError(f"subsample_size must be None or a positive integer, "
-                             f"got {subsample_size!r}")
+        validate_params({"subsample_size": [None, POSITIVE_INT], "seed": SEED}, locals())
         try:
             ignored = [int(c) for c in ignored_classes]
         except (TypeError, ValueError):
@@ -149,7 +148,7 @@ class ClassBalancer(QueryStrategy):
         self.base_query_strategy = base_query_strategy
         self.ignored_classes = ignored_classes
         self.subsample_size = subsample_size
-        self.seed = check_seed(seed)
+        self.seed = seed
         self.base_query_strategy_ = _resolve_base(base_query_strategy)
         if not getattr(self.base_query_strategy_, "supports_single_label", True):
             raise ValueError("base_query_strategy must support single-label data")

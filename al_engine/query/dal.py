@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from al_engine.query._checks import check_pool, check_seed, make_rng
+from al_engine._param_validation import POSITIVE_INT, SEED, Options, validate_params
+from al_engine.query._checks import check_pool, make_rng
 from al_engine.query.base import QueryStrategy, check_query_args, top_n
 
 
@@ -98,14 +99,12 @@ class DiscriminativeActiveLearning(QueryStrategy):
     LABEL_LABELED_POOL = 0
     LABEL_UNLABELED_POOL = 1
 
+    _parameter_constraints = {"num_iterations": POSITIVE_INT, "unlabeled_factor": POSITIVE_INT,
+                              "pbar": [None, Options(["tqdm"])], "seed": SEED}
+
     def __init__(self, classifier_factory=None, num_iterations: int = 10,
                  unlabeled_factor: int = 10, pbar=None, seed=None):
-        for name, value in (("num_iterations", num_iterations),
-                            ("unlabeled_factor", unlabeled_factor)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if pbar not in (None, "tqdm"):
-            raise ValueError(f"pbar must be 'tqdm' or None, got {pbar!r}")
+        validate_params(self._parameter_constraints, locals())
         if classifier_factory is not None and not (
                 callable(getattr(classifier_factory, "new", None))
                 or callable(getattr(classifier_factory, "fit", None))):
@@ -115,7 +114,7 @@ class DiscriminativeActiveLearning(QueryStrategy):
         self.num_iterations = num_iterations
         self.unlabeled_factor = unlabeled_factor
         self.pbar = pbar
-        self.seed = check_seed(seed)
+        self.seed = seed
         self.clf_ = None
 
     # ------------------------------------------------------------------ discriminator

@@ -5,10 +5,9 @@ import warnings
 
 import numpy as np
 
-from al_engine.exceptions import InvalidParameterError
-from al_engine.query._checks import check_pool, check_seed, predict_proba_2d
-from al_engine.query._geometry import (block_rows, check_positive_int, embed_pool, l2_normalize,
-                                       resolve_rank_n, rest_of)
+from al_engine._param_validation import POSITIVE_INT, SEED, Interval, Real, check_param
+from al_engine.query._checks import check_pool, predict_proba_2d
+from al_engine.query._geometry import block_rows, embed_pool, l2_normalize, resolve_rank_n, rest_of
 from al_engine.query.base import QueryStrategy, check_query_args, top_n
 from al_engine.query.embedding import nearest_to_centers
 from al_engine.query.uncertainty import breaking_ties_scores
@@ -58,13 +57,11 @@ class DiverseMiniBatch(QueryStrategy):
 
     def __init__(self, beta: int = 30, seed=0, density_power: float = 0.0, n_neighbors: int = 20,
                  embed_kwargs: dict | None = None):
-        self.beta = check_positive_int(beta, "beta")
-        self.seed = check_seed(seed)
-        if isinstance(density_power, bool) or not isinstance(density_power, (int, float)) \
-                or not 0 <= density_power < float("inf"):
-            raise InvalidParameterError(f"density_power must be a number >= 0, got {density_power!r}")
+        self.beta = check_param("beta", beta, POSITIVE_INT)
+        self.seed = check_param("seed", seed, SEED)
+        check_param("density_power", density_power, Interval(Real, 0, float("inf"), closed="left"))
         self.density_power = float(density_power)
-        self.n_neighbors = check_positive_int(n_neighbors, "n_neighbors")
+        self.n_neighbors = check_param("n_neighbors", n_neighbors, POSITIVE_INT)
         self.embed_kwargs = embed_kwargs
 
     def _density(self, clf, dataset, unl: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from al_engine._param_validation import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_REAL, validate_params
 from al_engine.query.dal import DiscriminativeActiveLearning
 
 
@@ -91,15 +92,12 @@ class DiscriminativeRepresentationLearning(DiscriminativeActiveLearning):
         Seeds the unlabeled subsample and the discriminator.
     """
 
+    _parameter_constraints = {"hidden_size": POSITIVE_INT, "num_epochs": POSITIVE_INT,
+                              "lr": POSITIVE_REAL, "seed": NON_NEGATIVE_INT}
+
     def __init__(self, num_iterations: int = 10, unlabeled_factor: int = 10, hidden_size: int = 64,
                  num_epochs: int = 100, lr: float = 1e-2, seed=0):
-        for name, value in (("hidden_size", hidden_size), ("num_epochs", num_epochs)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        validate_params(self._parameter_constraints, locals())
         self.hidden_size = hidden_size
         self.num_epochs = num_epochs
         self.lr = lr

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 from scipy.special import rel_entr
 
+from al_engine._param_validation import POSITIVE_INT, SEED, check_param
 from al_engine.exceptions import InvalidParameterError
-from al_engine.query._checks import check_pool, check_seed
-from al_engine.query._geometry import (block_rows, check_positive_int, embed_pool,
-                                       l2_normalize, resolve_rank_n)
+from al_engine.query._checks import check_pool
+from al_engine.query._geometry import block_rows, embed_pool, l2_normalize, resolve_rank_n
 from al_engine.query.base import QueryStrategy, ScoringQueryStrategy, check_query_args
 from al_engine.vector_index import check_index_spec, make_index
 
@@ -83,9 +83,9 @@ class EmbeddingKMeans(QueryStrategy):
     def __init__(self, normalize: bool = True, seed=None, max_samples: int | None = 10_000,
                  max_iter: int = 300, embed_kwargs: dict | None = None):
         self.normalize = normalize
-        self.seed = check_seed(seed)
-        self.max_samples = check_positive_int(max_samples, "max_samples", allow_none=True)
-        self.max_iter = check_positive_int(max_iter, "max_iter")
+        self.seed = check_param("seed", seed, SEED)
+        self.max_samples = check_param("max_samples", max_samples, [None, POSITIVE_INT])
+        self.max_iter = check_param("max_iter", max_iter, POSITIVE_INT)
         self.embed_kwargs = embed_kwargs
 
     def _random_state(self) -> np.random.RandomState:
@@ -191,10 +191,10 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
     def __init__(self, k: int = 10, embed_kwargs: dict | None = None, normalize: bool = True,
                  batch_size: int | None = None, neighbourhood: str = "labeled",
                  vector_index="auto"):
-        self.k = check_positive_int(k, "k")
+        self.k = check_param("k", k, POSITIVE_INT)
         self.embed_kwargs = embed_kwargs
         self.normalize = normalize
-        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+        self.batch_size = check_param("batch_size", batch_size, [None, POSITIVE_INT])
         if neighbourhood not in _NEIGHBOURHOODS:
             raise InvalidParameterError(
                 f"neighbourhood must be one of {list(_NEIGHBOURHOODS)}, got {neighbourhood!r}")
@@ -228,8 +228,3 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
         scores = np.full(len(dataset), np.nan)
         scores[unl] = kl
         return scores
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        """Every unlabeled position by decreasing score (ties by position)."""
-        unl = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, unl, indices_labeled, y, n=int(unl.size))

@@ -21,8 +21,8 @@ sums absolute values, i.e. an L1 norm, under the name of a norm); EGL-word takes
 gradient (small-text reads rows of the embedding matrix, which sums repeated words); results
 are ordered best first and ties broken by position; ``num_classes`` is optional.
 
-EGL and EGL-word need a fitted torch classifier of this package
-(:class:`~al_engine.classifiers.kimcnn.KimCNNClassifier`,
+EGL and EGL-word need a fitted torch classifier of this package with the trait
+``supports_gradients`` (:class:`~al_engine.classifiers.kimcnn.KimCNNClassifier`,
 :class:`~al_engine.classifiers.transformers.TransformerBasedClassification`); any other
 classifier raises ``TypeError``. EGL-layer on the final layer and BADGE need only
 ``clf.embed(dataset, return_proba=True)``.
@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from al_engine.query._checks import check_pool, check_seed, make_rng
+from al_engine._param_validation import POSITIVE_INT, SEED, check_param, validate_params
+from al_engine.query._checks import check_pool, make_rng
 from al_engine.query.base import QueryStrategy, ScoringQueryStrategy, check_query_args, top_n
 
 _PROTOCOL = ("model_", "tensorize", "forward", "head")
@@ -53,11 +54,6 @@ def require_torch_classifier(clf, strategy: str, extra: tuple = ()) -> None:
             f"{', '.join(missing)}")
 
 
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-
 def _check_num_classes(clf, num_classes) -> None:
     if num_classes is not None and getattr(clf, "num_classes", num_classes) != num_classes:
         raise ValueError(f"num_classes={num_classes} but the classifier has {clf.num_classes}")
@@ -65,10 +61,10 @@ def _check_num_classes(clf, num_classes) -> None:
 
 class _EGLBase(ScoringQueryStrategy):
     lower_is_better = False
-    requires_torch_classifier = True
+    required_classifier_traits = frozenset({"supports_gradients"})
 
     def __init__(self, num_classes: int | None = None, batch_size: int = 50):
-        _check_batch_size(batch_size)
+        check_param("batch_size", batch_size, POSITIVE_INT)
         self.num_classes = num_classes
         self.batch_size = batch_size
 
@@ -83,11 +79,6 @@ class _EGLBase(ScoringQueryStrategy):
 
     def _check_classifier(self, clf) -> None:
         require_torch_classifier(clf, type(self).__name__)
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))
 
     def _per_class_batches(self, clf, dataset):
         """Yields ``(batch, proba)`` over ``dataset`` in eval mode."""
@@ -252,8 +243,9 @@ class ExpectedGradientLengthLayer(_EGLBase):
         self.layer_name = layer_name
 
     @property
-    def requires_torch_classifier(self) -> bool:
-        return self.layer_name is not None
+    def required_classifier_traits(self) -> frozenset[str]:
+        """Only with a ``layer_name``: the final layer's closed form needs just ``embed``."""
+        return frozenset({"supports_gradients"}) if self.layer_name is not None else frozenset()
 
     @property
     def _prefix(self):
@@ -345,8 +337,7 @@ class BADGE(QueryStrategy):
     """
 
     def __init__(self, num_classes: int | None = None, seed=0, rank_batch_size: int = 100):
-        check_seed(seed)
-        _check_batch_size(rank_batch_size)
+        validate_params({"seed": SEED, "rank_batch_size": POSITIVE_INT}, locals())
         self.num_classes = num_classes
         self.seed = seed
         self.rank_batch_size = rank_batch_size

@@ -27,7 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from al_engine.query._checks import check_pool, predict_proba_2d
+from al_engine._param_validation import (POSITIVE_INT, POSITIVE_REAL, Interval, Options, Real,
+                                        check_param, validate_params)
+from al_engine.query._checks import predict_proba_2d
 from al_engine.query.base import ScoringQueryStrategy
 
 #: Lower bound of the margin in AAL's inverse uncertainty (small-text's ``eps``).
@@ -37,11 +39,7 @@ AAL_MARGIN_EPS = 0.01
 _MAX_BLOCK_CELLS = 1 << 22
 
 
-def _check_unit_interval(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a number in the interval [0, 1], got {value!r}")
-    return value
+_UNIT_INTERVAL = Interval(Real, 0, 1, closed="both")
 
 
 def multilabel_proba(clf, dataset) -> np.ndarray:
@@ -110,17 +108,11 @@ def adaptive_active_learning_scores(proba: np.ndarray, y_labeled,
 
 
 class _MultiLabelScoring(ScoringQueryStrategy):
-    """Shared parts: multi-label only, higher is better, rank over the whole pool."""
+    """Shared parts: multi-label only, higher is better."""
 
     supports_multi_label = True
     supports_single_label = False
     lower_is_better = False
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        self._check_label_mode(dataset, y)
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))
 
 
 class LabelCardinalityInconsistency(_MultiLabelScoring):
@@ -137,8 +129,8 @@ class LabelCardinalityInconsistency(_MultiLabelScoring):
     """
 
     def __init__(self, prediction_threshold: float = 0.5):
-        self.prediction_threshold = _check_unit_interval("prediction_threshold",
-                                                         prediction_threshold)
+        self.prediction_threshold = check_param("prediction_threshold", prediction_threshold,
+                                                _UNIT_INTERVAL)
 
     def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
         return label_cardinality_inconsistency(multilabel_proba(clf, dataset), y,
@@ -163,9 +155,10 @@ class AdaptiveActiveLearning(_MultiLabelScoring):
     """
 
     def __init__(self, uncertainty_weight: float = 0.5, prediction_threshold: float = 0.5):
-        self.uncertainty_weight = _check_unit_interval("uncertainty_weight", uncertainty_weight)
-        self.prediction_threshold = _check_unit_interval("prediction_threshold",
-                                                         prediction_threshold)
+        validate_params({"uncertainty_weight": _UNIT_INTERVAL,
+                         "prediction_threshold": _UNIT_INTERVAL}, locals())
+        self.uncertainty_weight = uncertainty_weight
+        self.prediction_threshold = prediction_threshold
 
     def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
         return adaptive_active_learning_scores(multilabel_proba(clf, dataset), y,
@@ -247,19 +240,14 @@ class CategoryVectorInconsistencyAndRanking(_MultiLabelScoring):
         Reproduce small-text 1.4.1's scores (see above) instead of the paper's.
     """
 
+    _parameter_constraints = {"batch_size": POSITIVE_INT, "prediction_threshold": _UNIT_INTERVAL,
+                              "epsilon": POSITIVE_REAL, "pbar": [None, Options(["tqdm"])]}
+
     def __init__(self, batch_size: int = 2048, prediction_threshold: float = 0.5,
                  epsilon: float = 1e-8, pbar=None, small_text_compat: bool = False):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if pbar not in (None, "tqdm"):
-            raise ValueError(f"pbar must be 'tqdm' or None, got {pbar!r}")
-        if not isinstance(epsilon, (int, float, np.floating)) or isinstance(epsilon, bool) \
-                or not epsilon > 0:
-            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
+        validate_params(self._parameter_constraints, locals())
         self.batch_size = batch_size
-        self.prediction_threshold = _check_unit_interval("prediction_threshold",
-                                                         prediction_threshold)
+        self.prediction_threshold = prediction_threshold
         self.epsilon = epsilon
         self.pbar = pbar
         self.small_text_compat = bool(small_text_compat)

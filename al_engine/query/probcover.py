@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine.exceptions import InvalidParameterError
+from al_engine._param_validation import POSITIVE_INT, POSITIVE_REAL, check_param
 from al_engine.query._checks import check_pool
-from al_engine.query._geometry import check_positive_int, embed_pool, l2_normalize, resolve_rank_n
+from al_engine.query._geometry import embed_pool, l2_normalize, resolve_rank_n
 from al_engine.query.base import QueryStrategy, check_query_args
 from al_engine.vector_index import check_index_spec, make_index
 
@@ -125,11 +125,8 @@ class ProbCover(QueryStrategy):
     def __init__(self, vector_index="auto", k: int = 100, ball_radius: float = 0.1,
                  embed_kwargs: dict | None = None):
         self.vector_index = check_index_spec(vector_index)
-        self.k = check_positive_int(k, "k")
-        if isinstance(ball_radius, bool) or not isinstance(ball_radius, (int, float)) \
-                or not ball_radius > 0:
-            raise InvalidParameterError(f"ball_radius must be a positive number, got {ball_radius!r}")
-        self.ball_radius = ball_radius
+        self.k = check_param("k", k, POSITIVE_INT)
+        self.ball_radius = check_param("ball_radius", ball_radius, POSITIVE_REAL)
         self.embed_kwargs = embed_kwargs
 
     def _run(self, clf, dataset, unl, indices_labeled, n):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from al_engine.query._checks import check_pool, check_seed, make_rng
+from al_engine._param_validation import SEED, check_param
+from al_engine.query._checks import make_rng
 from al_engine.query.base import QueryStrategy, check_query_args
 
 
@@ -26,14 +27,8 @@ class RandomSampling(QueryStrategy):
     supports_single_label = True
 
     def __init__(self, seed=None):
-        self.seed = check_seed(seed)
+        self.seed = check_param("seed", seed, SEED)
 
     def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
         indices_unlabeled = check_query_args(indices_unlabeled, n)
         return make_rng(self.seed).permutation(indices_unlabeled)[:n]
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        """A random permutation of ``indices_unlabeled`` (EmptyPoolError if empty)."""
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))

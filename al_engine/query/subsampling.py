@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from al_engine.query._checks import check_pool, check_seed, make_rng
+from al_engine._param_validation import POSITIVE_INT, SEED, validate_params
+from al_engine.query._checks import check_pool, make_rng
 from al_engine.query.base import WrappingQueryStrategy, check_query_args
 
 
@@ -75,12 +76,10 @@ class SubsamplingQueryStrategy(WrappingQueryStrategy):
     """
 
     def __init__(self, base_query_strategy, subsample_size: int = 4096, seed=None):
-        if isinstance(subsample_size, bool) or not isinstance(subsample_size, (int, np.integer)) \
-                or subsample_size < 1:
-            raise ValueError(f"subsample_size must be a positive integer, got {subsample_size!r}")
+        validate_params({"subsample_size": POSITIVE_INT, "seed": SEED}, locals())
         self.base_query_strategy = base_query_strategy
         self.subsample_size = subsample_size
-        self.seed = check_seed(seed)
+        self.seed = seed
         self.base_query_strategy_ = _resolve_base(base_query_strategy)
 
     # ------------------------------------------------------------------ internals

@@ -23,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import POSITIVE_INT, SEED, check_param
 from al_engine.exceptions import InvalidParameterError
-from al_engine.query._checks import check_pool, check_seed
-from al_engine.query._geometry import check_positive_int, embed_pool, l2_normalize, rest_of
+from al_engine.query._checks import check_pool
+from al_engine.query._geometry import embed_pool, l2_normalize, rest_of
 from al_engine.query.base import WrappingQueryStrategy, check_query_args, top_n
 from al_engine.vector_index import check_index_spec, make_index
 
@@ -147,7 +148,7 @@ class SEALS(_IndexSubsampling):
                  hnsw_kwargs: dict | None = None, embed_kwargs: dict | None = None,
                  normalize: bool = True, vector_index="auto"):
         self.base_query_strategy = base_query_strategy
-        self.k = check_positive_int(k, "k")
+        self.k = check_param("k", k, POSITIVE_INT)
         self.hnsw_kwargs = hnsw_kwargs
         self.embed_kwargs = embed_kwargs
         self.normalize = normalize
@@ -212,14 +213,14 @@ class AnchorSubsampling(_IndexSubsampling):
                  embed_kwargs: dict | None = None, normalize: bool = True, batch_size: int = 32,
                  seed=None, vector_index="auto"):
         self.base_query_strategy = base_query_strategy
-        self.subsample_size = check_positive_int(subsample_size, "subsample_size")
-        self.num_anchors = check_positive_int(num_anchors, "num_anchors")
-        self.k = check_positive_int(k, "k")
+        self.subsample_size = check_param("subsample_size", subsample_size, POSITIVE_INT)
+        self.num_anchors = check_param("num_anchors", num_anchors, POSITIVE_INT)
+        self.k = check_param("k", k, POSITIVE_INT)
         self.hnsw_kwargs = hnsw_kwargs
         self.embed_kwargs = embed_kwargs
         self.normalize = normalize
         self.batch_size = batch_size
-        self.seed = check_seed(seed)
+        self.seed = check_param("seed", seed, SEED)
         self.vector_index = check_index_spec(vector_index)
         self.hnsw_params_ = _hnsw_params(hnsw_kwargs)
         self.base_query_strategy_ = _resolve_base(base_query_strategy)

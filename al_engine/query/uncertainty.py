@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import entr
 
 from al_engine.query.base import ScoringQueryStrategy
-from al_engine.query._checks import check_pool, predict_proba_2d
+from al_engine.query._checks import predict_proba_2d
 
 
 
@@ -97,16 +97,7 @@ def breaking_ties_scores(proba: np.ndarray) -> np.ndarray:
     return np.subtract(first, second, out=first)
 
 
-class _UncertaintyStrategy(ScoringQueryStrategy):
-    """Shared ``rank``: the whole unlabeled pool by score, best first (stable ties)."""
-
-    def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        indices_unlabeled = check_pool(indices_unlabeled)
-        return self.query(clf, dataset, indices_unlabeled, indices_labeled, y,
-                          n=int(indices_unlabeled.size))
-
-
-class LeastConfidence(_UncertaintyStrategy):
+class LeastConfidence(ScoringQueryStrategy):
     r"""Selects the instances whose most likely class is least probable [LG94]_.
 
     Score :math:`s_i = \max_c p_{ic}`; lower is better.
@@ -122,7 +113,7 @@ class LeastConfidence(_UncertaintyStrategy):
                              type(self).__name__)
 
 
-class PredictionEntropy(_UncertaintyStrategy):
+class PredictionEntropy(ScoringQueryStrategy):
     r"""Selects the instances with the largest prediction entropy [HOL08]_.
 
     Score :math:`s_i = -\sum_c p_{ic} \ln p_{ic}` (natural log, :math:`0 \ln 0 = 0`);
@@ -140,7 +131,7 @@ class PredictionEntropy(_UncertaintyStrategy):
                              type(self).__name__)
 
 
-class BreakingTies(_UncertaintyStrategy):
+class BreakingTies(ScoringQueryStrategy):
     r"""Selects the instances with the smallest margin between the two most likely classes
     [LUO05]_.
 

@@ -127,3 +127,14 @@ def single_label_pool() -> Pool:
 @pytest.fixture
 def multi_label_pool() -> Pool:
     return make_pool(multi_label=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str | None:
+    """The tiny local BERT folder of the neural tests (``tests/neural/conftest.py``), built on
+    first use; None without torch (the suites then skip the classifiers that need it)."""
+    try:
+        from tests.neural import conftest as neural
+    except pytest.skip.Exception:
+        return None
+    return neural.tiny_bert_path.__wrapped__(tmp_path_factory)

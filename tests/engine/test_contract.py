@@ -9,7 +9,6 @@ False`` are exercised on multi-label data, all others on single-label data.
 from __future__ import annotations
 
 import copy
-import inspect
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import scipy.sparse as sp
 from al_engine.exceptions import (EmptyPoolError, MultiLabelNotSupportedError,
                                   PoolExhaustedError)
 from al_engine.query.base import QueryStrategy
-from al_engine.registry import available, make_query_strategy, resolve
+from al_engine.registry import accepted_params, available, make_query_strategy
 from tests.engine.conftest import make_pool
 
 #: Constructor parameters a strategy cannot be built without (and small values that keep
@@ -33,17 +32,17 @@ N_ROWS, N_LABELED = 60, 10
 
 def build(name: str) -> QueryStrategy:
     params = dict(REQUIRED_PARAMS.get(name, {}))
-    factory = resolve("query_strategy", name)
-    if "seed" in inspect.signature(factory).parameters and "seed" not in params:
+    if "seed" in accepted_params("query_strategy", name) and "seed" not in params:
         params["seed"] = 0
     return make_query_strategy(name, **params)
 
 
 def pool_for(strategy, multi_label: bool, seed: int = 0):
-    """The standard pool; strategies that need a torch classifier (attribute
-    ``requires_torch_classifier``) get it with texts and a fitted tiny KimCNN."""
+    """The standard pool; strategies that need classifier traits the stub lacks
+    (``required_classifier_traits``: dropout sampling, gradients) get it with texts and a
+    fitted tiny KimCNN."""
     pool = make_pool(N_ROWS, N_LABELED, multi_label=multi_label, seed=seed)
-    if getattr(strategy, "requires_torch_classifier", False):
+    if strategy.required_classifier_traits:
         from tests.neural.pools import with_torch_classifier  # skips without torch
         pool = with_torch_classifier(pool)
     return pool
