@@ -24,7 +24,6 @@ writes ``results.json`` (shape below), ``summary.md`` (tables) and ``learning_cu
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import sys
@@ -247,7 +246,7 @@ def _new_learner(train: Dataset, strategy: str, classifier: str, strategy_params
     """``(learner, classifier factory)`` over the pool of ``train`` without its labels; a
     strategy that takes a ``seed`` draws from the run's unless given one."""
     from al_engine.learner import PoolBasedActiveLearner
-    from al_engine.registry import make_classifier, make_query_strategy, resolve
+    from al_engine.registry import accepted_params, make_classifier, make_query_strategy
     num_classes, multi_label = len(train.target_labels), train.is_multi_label
     params = dict(classifier_params or {})
 
@@ -257,7 +256,7 @@ def _new_learner(train: Dataset, strategy: str, classifier: str, strategy_params
 
     sparams = dict(strategy_params or {})
     if "seed" not in sparams and \
-            "seed" in inspect.signature(resolve("query_strategy", strategy)).parameters:
+            "seed" in accepted_params("query_strategy", strategy):
         sparams["seed"] = seed
     pool = Dataset(x=train.x, y=None, texts=train.texts, target_labels=train.target_labels,
                    multi_label=multi_label)

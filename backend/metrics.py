@@ -40,8 +40,6 @@ log = logging.getLogger("studio_al.metrics")
 DASHBOARD_CRITERIA = ("kappa_average", "classification_change", "overall_uncertainty",
                       "delta_f_score")
 CRITERIA_STATE = "dashboard_criteria"
-#: classifiers cheap enough to cross-validate inside a round
-CHEAP_CLASSIFIERS = frozenset({"linear_svc", "logistic_regression", "embedding_logistic_regression"})
 
 
 def class_counts(y, labels: list[str]) -> dict[str, int]:
@@ -193,7 +191,8 @@ def _cv(settings, cfg, ds, idx_labeled, pool_size, max_labeled, n_splits, n_size
 
 def _no_cv_reason(settings, y, m: int, n_splits: int) -> str | None:
     """Why the labeled set is not cross-validated this round (None: it is)."""
-    if settings.classifier not in CHEAP_CLASSIFIERS:
+    from al_engine.registry import classifier_traits
+    if not classifier_traits(settings.classifier)["cheap_to_refit"]:  # CV inside a round
         return (f"not cross-validated: {settings.classifier} is too expensive to "
                 "refit k times per round")
     if m < 2 * n_splits:

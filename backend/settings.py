@@ -15,7 +15,6 @@ Checks that involve two variables run once every variable is parsed: :data:`CROS
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -522,14 +521,29 @@ def _check_push_bounds(settings: Settings) -> None:
                             f">= AL_PUSH_HEAD ({settings.push_head})")
 
 
+def _check_strategy_fits_classifier(settings: Settings) -> None:
+    """E.g. ``AL_QUERY_STRATEGY=bald`` needs a classifier with dropout sampling: refused at
+    start-up instead of failing every round (``al_engine.registry.check_compatible``)."""
+    from al_engine.exceptions import IncompatibleComponentsError, InvalidParameterError
+    from al_engine.registry import check_compatible
+    try:
+        check_compatible(settings.query_strategy, settings.classifier, settings.query_params)
+    except IncompatibleComponentsError as exc:
+        raise SettingsError(f"AL_QUERY_STRATEGY={settings.query_strategy} cannot work with "
+                            f"AL_CLASSIFIER={settings.classifier}: {str(exc).splitlines()[0]}"
+                            ) from None
+    except (InvalidParameterError, ImportError):
+        pass  # a bad parameter or a missing extra: validate_components_of reports it
+
+
 #: Checks over several variables, run in order by :meth:`Settings.from_env` once every
 #: variable is parsed (``AL_CLASSIFIER=auto`` already resolved); each raises a one-line
-#: :class:`SettingsError`. This is the one place for a rule between two settings: the
-#: query strategy x classifier compatibility check belongs here, as one more function.
+#: :class:`SettingsError`. This is the one place for a rule between two settings.
 CROSS_CHECKS: tuple[Callable[[Settings], None], ...] = (
     _check_api_key_has_url,
     _check_basic_auth_pair,
     _check_push_bounds,
+    _check_strategy_fits_classifier,
 )
 
 
@@ -542,13 +556,8 @@ def markdown_table() -> str:
 
 def _with_num_classes(kind: str, name: str, params: dict, num_classes: int = 2) -> dict:
     """``params`` plus a placeholder ``num_classes`` when the component needs one."""
-    from al_engine.registry import resolve
-    factory = resolve(kind, name)
-    try:
-        accepted = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return dict(params)
-    if "num_classes" in accepted and "num_classes" not in params:
+    from al_engine.registry import accepted_params
+    if "num_classes" in accepted_params(kind, name) and "num_classes" not in params:
         return {**params, "num_classes": num_classes}
     return dict(params)
 

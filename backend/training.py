@@ -9,7 +9,6 @@ model's own confidence goes in the result item's ``score``, not in the top-level
 """
 from __future__ import annotations
 
-import inspect
 import logging
 
 import numpy as np
@@ -41,9 +40,9 @@ def classifier_params(settings: Settings) -> dict:
     values in ``AL_CLASSIFIER_PARAMS`` win."""
     import os
 
-    from al_engine.registry import resolve
+    from al_engine.registry import accepted_params
     params = dict(settings.classifier_params)
-    accepted = inspect.signature(resolve("classifier", settings.classifier)).parameters
+    accepted = accepted_params("classifier", settings.classifier)
     if settings.model_path is not None and "model_path" in accepted:
         params.setdefault("model_path", settings.model_path)
     if "cache_dir" in accepted:
@@ -70,13 +69,6 @@ def _complete_order(order, candidates: np.ndarray) -> np.ndarray:
     return np.concatenate([order, missing])
 
 
-def _accepts(factory, name: str) -> bool:
-    try:
-        return name in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def cold_start_order(settings: Settings, n: int, features=None, head: int | None = None
                      ) -> np.ndarray:
     """Order of ``n`` unlabeled tasks before a model can be trained.
@@ -91,9 +83,9 @@ def cold_start_order(settings: Settings, n: int, features=None, head: int | None
     if n == 0:
         return rng_order
     try:
-        from al_engine.registry import make_initialization, resolve
-        factory = resolve("initialization", settings.init_strategy)
-        params = {k: settings.seed for k in ("random_state", "seed") if _accepts(factory, k)}
+        from al_engine.registry import accepted_params, make_initialization
+        accepted = accepted_params("initialization", settings.init_strategy)
+        params = {k: settings.seed for k in ("random_state", "seed") if k in accepted}
         init = make_initialization(settings.init_strategy, **params)
         if getattr(init, "needs_features", False):
             if features is None:
@@ -153,9 +145,9 @@ def predicted_labels(proba: np.ndarray, cfg: LabelConfig, rows: np.ndarray):
 # ---------------------------------------------------------------------------------------------
 def _new_stopping_state(settings: Settings, cfg: LabelConfig, spec: dict, ids) -> dict:
     """A fresh configured criterion on a stopping set of the tasks ``ids``."""
-    from al_engine.registry import make_stopping_criterion, resolve
+    from al_engine.registry import accepted_params, make_stopping_criterion
     params = dict(settings.stopping_params)
-    if _accepts(resolve("stopping_criterion", settings.stopping_criterion), "num_classes"):
+    if "num_classes" in accepted_params("stopping_criterion", settings.stopping_criterion):
         params.setdefault("num_classes", len(cfg.labels))
     return {"spec": spec, "task_ids": np.asarray(ids).copy(), "rounds": 0,
             "criterion": make_stopping_criterion(settings.stopping_criterion, **params)}

@@ -185,3 +185,15 @@ def test_documented_component_names_are_registered():
         if isinstance(s.parser, Registered):
             named = {n for n in re.findall(r"`([a-z_]+)`", s.doc)}
             assert named and named <= set(available(s.parser.kind)), s.env
+
+
+def test_strategy_that_cannot_work_with_the_classifier_is_refused_at_start_up():
+    # BALD samples with dropout: a linear SVC has none, so every round would fail
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"AL_QUERY_STRATEGY": "bald", "AL_CLASSIFIER": "linear_svc"})
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("AL_QUERY_STRATEGY=bald cannot work with AL_CLASSIFIER=linear_svc")
+    assert "transformer" in msg  # names the classifiers that can
+    s = Settings.from_env({"AL_QUERY_STRATEGY": "bald", "AL_CLASSIFIER": "transformer"})
+    assert (s.query_strategy, s.classifier) == ("bald", "transformer")
