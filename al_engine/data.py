@@ -122,7 +122,7 @@ class Dataset:
         if len(labels) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if multi_label is None:
-            multi_label = any(isinstance(l, (list, tuple, set, frozenset)) for l in labels)
+            multi_label = any(isinstance(lab, (list, tuple, set, frozenset)) for lab in labels)
         encoder = LabelEncoding(target_labels, multi_label=multi_label)
         if target_labels is None:
             encoder.fit(labels)
@@ -250,7 +250,7 @@ class LabelEncoding:
 
     def encode(self, labels) -> np.ndarray:
         """Single-label: class names (or None) -> int64 ids (or UNLABELED)."""
-        return np.fromiter((UNLABELED if l is None or l == "" else self._id(l) for l in labels),
+        return np.fromiter((UNLABELED if lab is None or lab == "" else self._id(lab) for lab in labels),
                            dtype=np.int64)
 
     def encode_multi(self, labels):

@@ -174,7 +174,7 @@ class Round:
                                      Instance(self.settings, self.store.root).secret())
         except Exception as exc:  # noqa: BLE001
             if getattr(exc, "status", None) == 404 and self._project_gone():
-                raise ProjectDeleted(f"project {self.pid} no longer exists in Label Studio")
+                raise ProjectDeleted(f"project {self.pid} no longer exists in Label Studio") from exc
             raise
         self.cfg = parse_label_config(conn.label_config)
 

@@ -50,7 +50,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from backend.jobs import FAILED, IDLE, QUEUED, RUNNING, JobRunner, pace_of, run_project_round
+from backend.jobs import IDLE, QUEUED, RUNNING, JobRunner, pace_of, run_project_round
 
 try:
     import redis

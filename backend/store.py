@@ -675,7 +675,7 @@ class Store:
                 and os.pread(fd, len(mark.tail), mark.end - len(mark.tail)) == mark.tail:
             last, start, tail = max(mark.last, meta_seq), mark.end, mark.tail
         end = start
-        for end, line in _iter_lines(fd, start, size):
+        for end, line in _iter_lines(fd, start, size):  # noqa: B007 - end is read after the loop
             tail = line + b"\n"
             rec = _record(line)
             seq = None if rec is None else _event_seq(rec)

@@ -140,7 +140,7 @@ def main() -> int:
                 # call) keeps the probe from slowing Label Studio down while it imports predictions.
                 st = requests.get(f"{backend.url}/status", params={"project": pid}, timeout=10).json()
                 v = st.get("model_version")
-                return v if v not in (old_version, "", None) else None
+                return v if v not in (old_version, "", None) else None  # noqa: B023 - polled now
 
             new_version = poll(live, args.round_timeout, "new model version live", interval=0.1)
             t_live = time.perf_counter() - t0

@@ -36,7 +36,7 @@ def source_corpus(n: int, data_dir: Path, seed: int = 0, max_chars: int = 1000) 
     the shared data holds fewer distinct texts."""
     seen: set[str] = set()
     whole, paragraphs = [], []
-    for name, source, text in _records(data_dir):
+    for _name, source, text in _records(data_dir):
         norm = " ".join(text.split())[:max_chars]
         if norm and norm not in seen:
             seen.add(norm)

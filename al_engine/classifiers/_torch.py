@@ -18,6 +18,11 @@ Protocol used by the gradient and Bayesian strategies (:mod:`al_engine.query.gra
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: torch is imported lazily
+    import torch
+
 import numpy as np
 import scipy.sparse as sp
 

@@ -136,7 +136,6 @@ class SetFitClassification(Classifier):
             return torch.nn.functional.normalize(h, dim=-1)
 
     def _embed(self, dataset, dropout: bool = False) -> np.ndarray:
-        import torch
         if getattr(self, "body_", None) is None:
             raise NotFittedError("SetFitClassification is not fitted; call fit(train_set) first")
         self.body_.train(dropout)

@@ -35,6 +35,11 @@ classifier raises ``TypeError``. EGL-layer on the final layer and BADGE need onl
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: torch is imported lazily
+    import torch
+
 import numpy as np
 
 from al_engine._param_validation import POSITIVE_INT, SEED, check_param, validate_params

@@ -24,7 +24,7 @@ import numpy as np
 
 from al_engine._param_validation import POSITIVE_INT, SEED, validate_params
 from al_engine.query._checks import check_pool, make_rng
-from al_engine.query.base import WrappingQueryStrategy, check_query_args
+from al_engine.query.base import QueryStrategy, WrappingQueryStrategy, check_query_args
 
 
 def _resolve_base(base_query_strategy) -> QueryStrategy:

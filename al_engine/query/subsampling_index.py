@@ -27,7 +27,7 @@ from al_engine._param_validation import POSITIVE_INT, SEED, check_param
 from al_engine.exceptions import InvalidParameterError
 from al_engine.query._checks import check_pool
 from al_engine.query._geometry import embed_pool, l2_normalize, rest_of
-from al_engine.query.base import WrappingQueryStrategy, check_query_args, top_n
+from al_engine.query.base import QueryStrategy, WrappingQueryStrategy, check_query_args, top_n
 from al_engine.vector_index import check_index_spec, make_index
 
 _HNSW_KEYS = {"M", "ef_construction", "ef", "seed", "num_threads", "space"}

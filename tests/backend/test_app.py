@@ -7,7 +7,6 @@ import pytest
 
 from backend import training
 from backend.app import create_app
-from backend.jobs import JobRunner
 from backend.settings import Settings
 from tests.backend.conftest import RecordingRunner, SINGLE_CONFIG, FakeLabelStudio, make_tasks
 

@@ -227,8 +227,7 @@ def test_pace_s_from_the_round_delays_the_next_one():
         # a failed record without pace_s does not delay; "pace_s": null neither
         job.result = {"status": "failed", "error": "x", "pace_s": None}
         runner.submit(1, "c")
-        wait_for(lambda: runner.status(1)["runs"] == 3 and not runner.status(1)["state"]
-                 in ("queued", "running"))
+        wait_for(lambda: runner.status(1)["runs"] == 3 and runner.status(1)["state"] not in ("queued", "running"))
         runner.submit(1, "d")  # paced by round 3 (pace_s: none), so at once
         wait_for(lambda: runner.status(1)["runs"] == 4)
         assert job.starts[1][3] - job.ends[1][2] < 0.3

@@ -304,7 +304,7 @@ def test_compaction_loses_nothing_appended_concurrently(tmp_path):
     """4 threads append (two through a second Store: another process as far as descriptors,
     caches and flocks go) while the main thread compacts again and again."""
     a, b = Store(str(tmp_path)), Store(str(tmp_path))
-    seqs, lock, errors, done = [], threading.Lock(), [], threading.Event()
+    seqs, lock, errors, _done = [], threading.Lock(), [], threading.Event()
 
     def worker(store, w):
         try:

@@ -82,7 +82,7 @@ def test_rounds_reorder_label_studio_queue(ls, backends, strategy, kind):
         tid = next(t for t in project.unlabeled if project.truth[t] == [name])
         project.annotate(tid)
     previous = None
-    for rnd in range(ROUNDS):
+    for _rnd in range(ROUNDS):
         record = wait_for_round(backend.url, backend.extra["model_dir"], project.pid,
                                 set(project.annotations.values()))
         assert record["strategy_used"] == strategy

@@ -160,8 +160,8 @@ CB_PROBA = np.array([
     [1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]])       # labeled rows 9..12: y 0 0 0 1
 
 
-def cb_query(strategy, n, proba=CB_PROBA, unlabeled=np.arange(9), labeled=np.arange(9, 13),
-             y=np.array([0, 0, 0, 1])):
+def cb_query(strategy, n, proba=CB_PROBA, unlabeled=np.arange(9), labeled=np.arange(9, 13),  # noqa: B008
+             y=np.array([0, 0, 0, 1])):  # noqa: B008 - read-only defaults
     ds = Dataset(x=np.zeros((len(proba), 1)))
     return strategy.query(FixedProbaClassifier(proba), ds, unlabeled, labeled, y, n=n).tolist()
 

@@ -52,7 +52,7 @@ def test_hanging_redis_never_delays_webhooks(tmp_path, main_redis, fake_ls, repo
         setup_s = time.perf_counter() - t
         fake_ls.annotate(PROJECT, [{"task": i, "choice": rows[i - 1][1]} for i in range(1, 11)])
         acks = []
-        for i in range(10):
+        for _i in range(10):
             t = time.perf_counter()
             r = backend.post("/webhook", {"action": "START_TRAINING", "project": PROJECT})
             acks.append(time.perf_counter() - t)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -222,8 +221,8 @@ def test_forged_events_neither_break_nor_slow_the_rounds(tmp_path, fake_ls, conn
     wait_for(lambda: _labeled(store, 4), 60, "a round with the 4 labels")
     for n, task in enumerate((5, 6, 7, 8), start=5):
         _train(backend, fake_ls, rows, [task], store)
-        wait_for(lambda: _labeled(store, n) and backend.job(7)["state"] == "idle", 60,
-                 f"round with {n} labels")
+        wait_for(lambda: _labeled(store, n) and backend.job(7)["state"] == "idle",  # noqa: B023
+                 60, f"round with {n} labels")  # (the lambda is polled in this iteration)
     audit = _audit(store, 7)
     assert all(r["status"] == "ok" for r in audit)
     assert max(r["sync"].get("reread", 0) for r in audit) <= 200
