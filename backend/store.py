@@ -86,6 +86,13 @@ _logged_once: set[tuple] = set()
 _logged_once_lock = threading.Lock()
 
 
+def _log_unreadable(path: str, exc: OSError) -> None:
+    """Once per path and error: the file exists but cannot be read (EISDIR, EACCES, EIO);
+    the caller treats it as absent."""
+    _log_once(("unreadable", path, str(exc)), logging.ERROR,
+              "event=file_unreadable path=%s error=%r treated_as=absent", path, str(exc))
+
+
 def _log_once(key: tuple, level: int, msg: str, *args) -> None:
     with _logged_once_lock:
         if key in _logged_once:
@@ -139,28 +146,40 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (same-directory temp file + ``os.replace``).
-    Raises :class:`StoreWriteError` (an ``OSError``) when the disk refuses it; the old file
-    is then untouched and no temporary file is left behind."""
+@contextlib.contextmanager
+def _replacing(path: str, what: str, mode: int | None = None):
+    """A binary file to write ``path``'s new content into: a same-directory temp file,
+    flushed, fsynced and ``os.replace``\ d onto ``path`` when the block ends (``mode``
+    applied first). On any error the temp file is removed, ``path`` is untouched and an
+    ``OSError`` becomes :class:`StoreWriteError` naming ``what``."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise _write_error(exc, path, "atomic write") from exc
+            raise _write_error(exc, path, what) from exc
         raise
     _fsync_dir(directory)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (same-directory temp file + ``os.replace``).
+    Raises :class:`StoreWriteError` (an ``OSError``) when the disk refuses it; the old file
+    is then untouched and no temporary file is left behind."""
+    with _replacing(path, "atomic write") as fh:
+        fh.write(data)
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -429,8 +448,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            _log_once(("unreadable", path, str(exc)), logging.ERROR,
-                      "event=file_unreadable path=%s error=%r treated_as=absent", path, str(exc))
+            _log_unreadable(path, exc)
             return None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._project_cache.get(project_id)
@@ -443,8 +461,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:  # EISDIR, EACCES, EIO
-            _log_once(("unreadable", path, str(exc)), logging.ERROR,
-                      "event=file_unreadable path=%s error=%r treated_as=absent", path, str(exc))
+            _log_unreadable(path, exc)
             return None
         config = _record(data)
         if config is None:
@@ -653,8 +670,7 @@ class Store:
         except FileNotFoundError:
             return 0, 0
         except OSError as exc:
-            _log_once(("unreadable", path, str(exc)), logging.ERROR,
-                      "event=file_unreadable path=%s error=%r treated_as=absent", path, str(exc))
+            _log_unreadable(path, exc)
             return 0, -1
         seq = None if meta is None else _event_seq({"seq": meta.get("last_seq")})
         gen = None if meta is None else _event_seq({"seq": meta.get("generation", 0)})
@@ -776,35 +792,21 @@ class Store:
         if not any(_event_seq(r) is not None and _event_seq(r) <= upto
                    for r in self._first_records(h.fd, size)):
             return 0, 0, last
-        directory = os.path.dirname(path)
         atomic_write_json(self._path(project_id, EVENTS_META_FILE),
                           {"last_seq": last, "generation": max(gen, 0) + 1,
                            "compacted_upto": upto, "at": time.time()})
         dropped = kept = 0
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=EVENTS_FILE)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for _, line in _iter_lines(h.fd, 0, size):
-                    rec = _record(line)
-                    seq = None if rec is None else _event_seq(rec)
-                    if seq is None:
-                        continue
-                    if seq <= upto:
-                        dropped += 1
-                    else:
-                        kept += 1
-                        out.write(line + b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise _write_error(exc, path, "compaction") from exc
-            raise
-        _fsync_dir(directory)
+        with _replacing(path, "compaction", mode=0o644) as out:
+            for _, line in _iter_lines(h.fd, 0, size):
+                rec = _record(line)
+                seq = None if rec is None else _event_seq(rec)
+                if seq is None:
+                    continue
+                if seq <= upto:
+                    dropped += 1
+                else:
+                    kept += 1
+                    out.write(line + b"\n")
         self._retire(project_id, h)  # its descriptor is of the old file
         self._seq_cache.pop(project_id, None)
         with contextlib.suppress(OSError):
@@ -987,8 +989,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            _log_once(("unreadable", path, str(exc)), logging.ERROR,
-                      "event=file_unreadable path=%s error=%r treated_as=absent", path, str(exc))
+            _log_unreadable(path, exc)
             return None
         with fh:
             ino = os.fstat(fh.fileno()).st_ino
