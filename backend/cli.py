@@ -87,7 +87,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(argv: list[str]) -> int:
+    """The simulations, their progress and warnings logged like the backend's (``LOG_LEVEL``,
+    key=value lines)."""
     from al_engine.simulate import main as simulate_main
+    from backend.logs import configure_logging
+    from backend.settings import SETTINGS, SettingsError
+    try:
+        level = next(s for s in SETTINGS if s.env == "LOG_LEVEL").read(os.environ)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    configure_logging(level)
     return simulate_main(argv)
 
 

@@ -1,8 +1,9 @@
 """Logging set-up shared by the web process, the training child process and RQ workers.
 
 Every backend logger is a child of :data:`ROOT` (``studio_al.<component>``, see
-:func:`get_logger`), so :func:`configure_logging` gives all of them ``LOG_LEVEL`` and the
-``key=value`` line format; a logger outside that tree would keep Python's defaults.
+:func:`get_logger`); the engine's are children of ``al_engine`` (a library names its loggers
+after its package). :func:`configure_logging` gives both trees ``LOG_LEVEL`` and the
+``key=value`` line format; a logger outside them would keep Python's defaults.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 
 #: The root of the backend's logger tree.
 ROOT = "studio_al"
+#: Every tree :func:`configure_logging` configures: the backend's and the engine's.
+TREES = (ROOT, "al_engine")
 
 
 def get_logger(component: str) -> logging.Logger:
@@ -19,13 +22,14 @@ def get_logger(component: str) -> logging.Logger:
 
 
 def configure_logging(level: str) -> None:
-    """Structured key=value lines on stderr for the ``studio_al`` loggers."""
-    logger = logging.getLogger(ROOT)
-    logger.setLevel(level)
-    if not any(getattr(h, "_studio_al", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
-        handler._studio_al = True
-        logger.addHandler(handler)
-        logger.propagate = False
+    """Structured key=value lines on stderr, at ``level``, for the loggers of :data:`TREES`."""
+    for tree in TREES:
+        logger = logging.getLogger(tree)
+        logger.setLevel(level)
+        if not any(getattr(h, "_studio_al", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(
+                "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+            handler._studio_al = True
+            logger.addHandler(handler)
+            logger.propagate = False
