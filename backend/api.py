@@ -59,6 +59,14 @@ def _project_arg() -> int | None:
 
 
 # ------------------------------------------------------------------ routes
+@bp.get("/")
+def index():
+    """Where to go from the backend's URL: the dashboard (people), ``/health`` and the API
+    description (machines)."""
+    return jsonify({"service": "studio-al", "dashboard": "/dashboard", "health": "/health",
+                    "openapi": "/openapi.json"})
+
+
 @bp.get("/health")
 def health():
     return jsonify(_service().health())

@@ -82,6 +82,14 @@ def _query_project() -> list[dict]:
     return [{"name": "project", "in": "query", "required": False, "schema": {"type": "string"}}]
 
 
+def _index() -> dict:
+    return {"get": {
+        "operationId": "index", "summary": "Links: the dashboard, /health, this document",
+        "responses": {"200": {"description": "links", **_json(_object(
+            ["service", "dashboard", "health", "openapi"],
+            {k: {"type": "string"} for k in ("service", "dashboard", "health", "openapi")}))}}}}
+
+
 def _health() -> dict:
     return {"get": {
         "operationId": "health", "security": [],
@@ -170,7 +178,7 @@ def _openapi() -> dict:
 
 
 #: Each route's path item, in the document's order.
-PATHS = {"/health": _health, "/setup": _setup, "/predict": _predict, "/webhook": _webhook,
+PATHS = {"/": _index, "/health": _health, "/setup": _setup, "/predict": _predict, "/webhook": _webhook,
          "/versions": _versions, "/status": _status, "/openapi.json": _openapi}
 
 

@@ -283,3 +283,11 @@ def test_missing_credentials_fail_the_round_clearly(settings):
     post(app.test_client(), "/setup", {**SETUP, "hostname": None, "access_token": None})
     rec = app.extensions["studio_al"]["job"](1, "test")
     assert rec["status"] == "failed" and "LABEL_STUDIO_URL" in rec["error"]
+
+
+def test_root_points_to_the_dashboard_health_and_the_api_description(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.json == {"service": "studio-al", "dashboard": "/dashboard",
+                                               "health": "/health", "openapi": "/openapi.json"}
+    for path in ("/dashboard", "/health", "/openapi.json"):  # every link answers
+        assert client.get(r.json[path.strip("/").split(".")[0]]).status_code == 200, path
