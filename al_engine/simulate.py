@@ -24,6 +24,7 @@ writes ``results.json`` (shape below), ``summary.md`` (tables) and ``learning_cu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -629,6 +630,10 @@ def _write_results(out: Path, result: dict, inputs: _Inputs, plots: bool) -> Non
     (out / "results.json").write_text(json.dumps(result, indent=1))
     table = markdown_tables(result["summary"], result["stopping_table"], title=name)
     (out / "summary.md").write_text(table)
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        plots = False
+        print("plots skipped: matplotlib is not installed (pip install 'studio-al[plots]'); "
+              "the curves are in results.json and summary.md", file=sys.stderr)
     if plots:
         from al_engine.plots import plot_learning_curves
         for clf in inputs.classifiers:
