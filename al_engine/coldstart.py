@@ -19,13 +19,11 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine.exceptions import InvalidParameterError
+from al_engine._param_validation import Integral, Interval, check_param
 
 
 def _check_count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return int(check_param(name, value, Interval(Integral, minimum, None)))
 
 
 def _as_rows(x) -> np.ndarray | sp.csr_matrix:

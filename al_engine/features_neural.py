@@ -34,6 +34,7 @@ from typing import Iterable
 
 import numpy as np
 
+from al_engine._param_validation import POSITIVE_INT, check_param
 from al_engine.exceptions import NotFittedError
 
 _LOCK = threading.RLock()
@@ -193,12 +194,8 @@ class SentenceEmbeddingFeaturizer:
             raise ValueError(f"model_path must be a folder path or None, got {model_path!r}")
         if model_path is not None and not os.path.isdir(model_path):
             raise ValueError(f"model_path={str(model_path)!r} is not an existing folder")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_seq_length is not None and (isinstance(max_seq_length, bool) or
-                                           not isinstance(max_seq_length, (int, np.integer))
-                                           or max_seq_length < 1):
-            raise ValueError(f"max_seq_length must be a positive integer or None, got {max_seq_length!r}")
+        check_param("batch_size", batch_size, POSITIVE_INT)
+        check_param("max_seq_length", max_seq_length, [None, POSITIVE_INT])
         self.model_path = model_path
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length

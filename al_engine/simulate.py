@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine._param_validation import NON_NEGATIVE_INT, POSITIVE_INT, validate_params
 from al_engine.data import Dataset
 from al_engine.exceptions import InvalidParameterError
 
@@ -235,9 +236,8 @@ def run_simulation(train: Dataset, test: Dataset, strategy: str = "breaking_ties
 
 
 def _check_run_sizes(train: Dataset, initial, batch, rounds) -> None:
-    for name, value, low in (("initial", initial, 1), ("batch", batch, 1), ("rounds", rounds, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise InvalidParameterError(f"{name} must be an integer >= {low}, got {value!r}")
+    validate_params({"initial": POSITIVE_INT, "batch": POSITIVE_INT, "rounds": NON_NEGATIVE_INT},
+                    {"initial": initial, "batch": batch, "rounds": rounds})
     if initial > len(train):
         raise InvalidParameterError(f"initial={initial} exceeds the pool size {len(train)}")
 

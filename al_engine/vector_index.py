@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from al_engine._param_validation import POSITIVE_INT, Options, check_param, validate_params
 from al_engine.exceptions import InvalidParameterError
 
 #: ``make_index("auto")`` uses the exact index up to this many (index vector, query) pairs.
@@ -67,8 +68,7 @@ def _as_ids(ids, n: int) -> np.ndarray:
 
 
 def _check_k(k, available: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidParameterError(f"k must be a positive integer, got {k!r}")
+    check_param("k", k, POSITIVE_INT)
     if k > available:
         raise InvalidParameterError(
             f"k={k} neighbours requested but the index holds only {available} vectors")
@@ -252,12 +252,8 @@ class HNSWIndex(VectorIndex):
     def __init__(self, metric: str = "euclidean", M: int = 16, ef_construction: int = 100,
                  ef: int = 50, seed: int = 100, num_threads: int = 1):
         self.metric = _check_metric(metric)
-        for name, value in (("M", M), ("ef_construction", ef_construction), ("ef", ef)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) \
-                or num_threads == 0 or num_threads < -1:
-            raise InvalidParameterError(f"num_threads must be -1 or >= 1, got {num_threads!r}")
+        validate_params({"M": POSITIVE_INT, "ef_construction": POSITIVE_INT, "ef": POSITIVE_INT,
+                         "num_threads": [Options([-1]), POSITIVE_INT]}, locals())
         self.M = M
         self.ef_construction = ef_construction
         self.ef = ef

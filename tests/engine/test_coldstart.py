@@ -100,7 +100,7 @@ def test_bad_input_is_a_clear_error(cls):
     x = blobs()
     with pytest.raises(ValueError, match="n=200 exceeds the 199 unlabeled rows"):
         cls().select(x, 200, indices_labeled=[0])
-    with pytest.raises(InvalidParameterError, match="n must be an integer >= 1"):
+    with pytest.raises(InvalidParameterError, match="n must be a positive integer, got 0"):
         cls().select(x, 0)
     with pytest.raises(ValueError, match="indices_labeled must be row positions"):
         cls().select(x, 1, indices_labeled=[1000])
