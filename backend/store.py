@@ -149,7 +149,7 @@ def _fsync_dir(path: str) -> None:
 @contextlib.contextmanager
 def _replacing(path: str, what: str, mode: int | None = None):
     """A binary file to write ``path``'s new content into: a same-directory temp file,
-    flushed, fsynced and ``os.replace``\ d onto ``path`` when the block ends (``mode``
+    flushed, fsynced and moved onto ``path`` (``os.replace``) when the block ends (``mode``
     applied first). On any error the temp file is removed, ``path`` is untouched and an
     ``OSError`` becomes :class:`StoreWriteError` naming ``what``."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -63,6 +63,7 @@ DATASETS = {  # name -> (pool split, test split)
     "sst2": ("train", "test"), "reuters21578": ("train", "test"), "20newsgroups": ("train", "test"),
 }
 SETUPS = ("emb_typiclust_diverse", "emb_typiclust_density", "emb_typiclust_diverse10",
+          "emb_typiclust_switch10", "emb_typiclust_mix", "emb_typiclust_beta100",
           "emb_typiclust_bt", "emb_random_bt", "emb_random", "smalltext_bt", "tfidf_random")
 BASELINE = "emb_random"
 COLD_STARTS = ("random", "typiclust", "kmeans_centres")
@@ -113,7 +114,29 @@ def cold_start(kind: str, x: np.ndarray, n: int, seed: int) -> np.ndarray:
     return cls(seed=seed).select(x, n)
 
 
-def _strategy(setup: str, multi: bool, seed: int):
+class _TypicalFirst:
+    """Experiment: TypiClust picks (labeled rows count as covered) while fewer than
+    ``per_class * n_classes`` labels exist, then ``then``; with ``mix`` every batch is half
+    ``then``, half TypiClust."""
+
+    def __init__(self, then, x, n_classes: int, seed: int, per_class: int = 0, mix: bool = False):
+        self.then, self.x, self.n_classes, self.seed = then, x, n_classes, seed
+        self.per_class, self.mix = per_class, mix
+
+    def _typical(self, labeled, n):
+        from al_engine.coldstart import TypiClust
+        return TypiClust(seed=self.seed + int(labeled.size)).select(self.x, n, labeled)
+
+    def query(self, clf, pool, unl, labeled, y, n=10):
+        if labeled.size < self.per_class * self.n_classes:
+            return self._typical(labeled, n)
+        if not self.mix or n < 2:
+            return self.then.query(clf, pool, unl, labeled, y, n=n)
+        q = np.asarray(self.then.query(clf, pool, unl, labeled, y, n=n - n // 2))
+        return np.concatenate([q, self._typical(np.concatenate([labeled, q]), n // 2)])
+
+
+def _strategy(setup: str, multi: bool, seed: int, ds: dict | None = None):
     from al_engine.query.diverse import DiverseMiniBatch
     from al_engine.query.random import RandomSampling
     from al_engine.query.uncertainty import BreakingTies
@@ -121,6 +144,14 @@ def _strategy(setup: str, multi: bool, seed: int):
         return RandomSampling(seed=seed)
     if multi:
         return "multi_label_uncertainty"
+    if setup.endswith("_switch10"):
+        return _TypicalFirst(DiverseMiniBatch(seed=seed), ds["emb"], len(ds["classes"]), seed,
+                             per_class=10)
+    if setup.endswith("_mix"):
+        return _TypicalFirst(DiverseMiniBatch(seed=seed), ds["emb"], len(ds["classes"]), seed,
+                             mix=True)
+    if setup.endswith("_beta100"):
+        return DiverseMiniBatch(seed=seed, beta=100)
     if setup.endswith("_diverse"):
         return DiverseMiniBatch(seed=seed)
     if setup.endswith("_density"):
@@ -141,7 +172,7 @@ def run_ours(setup: str, ds: dict, seed: int, initial: int, batch: int, budget: 
     test = Dataset(x=x_test, y=ds["y_test"])
     init = "typiclust" if "typiclust" in setup else "random"
     labeled = np.asarray(cold_start(init, ds["emb"], initial, seed), dtype=np.int64)
-    strategy = _strategy(setup, ds["multi"], seed)
+    strategy = _strategy(setup, ds["multi"], seed, ds)
     curve, t_query = [], 0.0
     while True:
         clf = _classifier(kind, ds).fit(pool[labeled])
@@ -254,7 +285,7 @@ def _pm(pair, digits=3) -> str:
 
 def markdown(result: dict) -> str:
     budget = result["budget"]
-    lines = [f"# Label efficiency: the default pipeline vs random order vs small-text 1.4.1", "",
+    lines = ["# Label efficiency: the default pipeline vs random order vs small-text 1.4.1", "",
              f"- date: {result['date']}", f"- command: `{result['command']}`",
              f"- machine: {result['machine']}",
              f"- {result['seeds']} seeds, {result['initial']} initial labels (label-free), rounds "
