@@ -335,7 +335,7 @@ def setting(env: str, default: str | None, parser: Parser, doc: str = "", *,
 
 
 _STRATEGY_DOC = (
-    "`diverse_mini_batch` (breaking ties, one task per cluster of the 30·n most uncertain), "
+    "`diverse_mini_batch` (breaking ties, one task per cluster of the 100·n most uncertain), "
     "`breaking_ties`, `least_confidence`, `prediction_entropy`, `random`, `subsampling` "
     "(every registered name)")
 _CLASSIFIER_DOC = (

@@ -6,14 +6,17 @@ Reuters multi-label), every seed and every set-up below: 20 initial labels chose
 labels, then rounds of 20 up to 500 labels; accuracy on the dataset's test split after each
 round (subset accuracy for Reuters).
 
-Set-ups (``--setups``; the first one is the candidate default):
+Set-ups (``--setups``, default the four of ``CORE``; the first one is the candidate default):
 
 * ``emb_typiclust_diverse`` (the default pipeline): MiniLM sentence embeddings + logistic
-  regression (C=10), TypiClust cold start, DiverseMiniBatch (its default ``beta=30``: the
-  30·n smallest margins, weighted k-means into n clusters);
-* ``emb_typiclust_density``: same, DiverseMiniBatch weighted by information density
+  regression (C=10), TypiClust cold start, DiverseMiniBatch (its default ``beta=100``: the
+  100·n smallest margins, weighted k-means into n clusters);
+* ``emb_typiclust_diverse30`` / ``emb_typiclust_diverse10``: same with ``beta=30`` (the
+  previous default) / Zhdanov's ``beta=10``;
+* ``emb_typiclust_density``: DiverseMiniBatch (``beta=30``) weighted by information density
   (``density_power=1``);
-* ``emb_typiclust_diverse10``: same, DiverseMiniBatch with Zhdanov's ``beta=10``;
+* ``emb_typiclust_switch10``: TypiClust picks (labeled texts count as covered) until 10
+  labels per class, then DiverseMiniBatch (the low-/high-budget switch of Hacohen et al.);
 * ``emb_typiclust_bt``: same, plain breaking ties;
 * ``emb_random_bt``: same classifier, random cold start, breaking ties;
 * ``emb_random``: same classifier, random order (the baseline the goal is measured against);
@@ -62,9 +65,12 @@ DATASETS = {  # name -> (pool split, test split)
     "sms_spam": ("train", "test"), "trec": ("train", "test"), "ag_news": ("train", "test"),
     "sst2": ("train", "test"), "reuters21578": ("train", "test"), "20newsgroups": ("train", "test"),
 }
-SETUPS = ("emb_typiclust_diverse", "emb_typiclust_density", "emb_typiclust_diverse10",
-          "emb_typiclust_switch10", "emb_typiclust_mix", "emb_typiclust_beta100",
-          "emb_typiclust_bt", "emb_random_bt", "emb_random", "smalltext_bt", "tfidf_random")
+SETUPS = ("emb_typiclust_diverse", "emb_typiclust_diverse30", "emb_typiclust_diverse10",
+          "emb_typiclust_density", "emb_typiclust_switch10", "emb_typiclust_bt", "emb_random_bt",
+          "emb_random", "smalltext_bt", "tfidf_random")
+#: what one command runs: the default, plain top-n with the same cold start, random order and
+#: small-text's usual set-up (the variants take ``--setups``)
+CORE = ("emb_typiclust_diverse", "emb_typiclust_bt", "emb_random", "smalltext_bt")
 BASELINE = "emb_random"
 COLD_STARTS = ("random", "typiclust", "kmeans_centres")
 
@@ -116,24 +122,17 @@ def cold_start(kind: str, x: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 class _TypicalFirst:
     """Experiment: TypiClust picks (labeled rows count as covered) while fewer than
-    ``per_class * n_classes`` labels exist, then ``then``; with ``mix`` every batch is half
-    ``then``, half TypiClust."""
+    ``per_class * n_classes`` labels exist, then ``then``."""
 
-    def __init__(self, then, x, n_classes: int, seed: int, per_class: int = 0, mix: bool = False):
+    def __init__(self, then, x, n_classes: int, seed: int, per_class: int):
         self.then, self.x, self.n_classes, self.seed = then, x, n_classes, seed
-        self.per_class, self.mix = per_class, mix
-
-    def _typical(self, labeled, n):
-        from al_engine.coldstart import TypiClust
-        return TypiClust(seed=self.seed + int(labeled.size)).select(self.x, n, labeled)
+        self.per_class = per_class
 
     def query(self, clf, pool, unl, labeled, y, n=10):
+        from al_engine.coldstart import TypiClust
         if labeled.size < self.per_class * self.n_classes:
-            return self._typical(labeled, n)
-        if not self.mix or n < 2:
-            return self.then.query(clf, pool, unl, labeled, y, n=n)
-        q = np.asarray(self.then.query(clf, pool, unl, labeled, y, n=n - n // 2))
-        return np.concatenate([q, self._typical(np.concatenate([labeled, q]), n // 2)])
+            return TypiClust(seed=self.seed + int(labeled.size)).select(self.x, n, labeled)
+        return self.then.query(clf, pool, unl, labeled, y, n=n)
 
 
 def _strategy(setup: str, multi: bool, seed: int, ds: dict | None = None):
@@ -147,15 +146,12 @@ def _strategy(setup: str, multi: bool, seed: int, ds: dict | None = None):
     if setup.endswith("_switch10"):
         return _TypicalFirst(DiverseMiniBatch(seed=seed), ds["emb"], len(ds["classes"]), seed,
                              per_class=10)
-    if setup.endswith("_mix"):
-        return _TypicalFirst(DiverseMiniBatch(seed=seed), ds["emb"], len(ds["classes"]), seed,
-                             mix=True)
-    if setup.endswith("_beta100"):
-        return DiverseMiniBatch(seed=seed, beta=100)
+    if setup.endswith("_diverse30"):
+        return DiverseMiniBatch(seed=seed, beta=30)
     if setup.endswith("_diverse"):
         return DiverseMiniBatch(seed=seed)
     if setup.endswith("_density"):
-        return DiverseMiniBatch(seed=seed, density_power=1.0)
+        return DiverseMiniBatch(seed=seed, beta=30, density_power=1.0)
     if setup.endswith("_diverse10"):
         return DiverseMiniBatch(seed=seed, beta=10)
     return BreakingTies()
@@ -362,7 +358,7 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", action="append", choices=list(DATASETS))
-    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
+    ap.add_argument("--setups", nargs="+", default=list(CORE), choices=SETUPS)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--batch", type=int, default=20)
