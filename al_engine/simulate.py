@@ -384,7 +384,9 @@ def summarize(runs: list[dict]) -> list[dict]:
 def stopping_table(runs: list[dict]) -> list[dict]:
     """Per (classifier, strategy, criterion): when it stopped and the accuracy there, versus
     the final and the best accuracy of the same runs (means over seeds; runs in which the
-    criterion never fired count as stopping at the last round, ``stopped`` says how many fired)."""
+    criterion never fired count as stopping at the last round, ``stopped`` says how many fired).
+    A criterion that fired in no run has no stop: ``round``, ``labeled``, ``accuracy_at_stop``,
+    ``loss_vs_final`` and ``labels_saved`` are None (shown as "never")."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["classifier"], run["strategy"]), []).append(run)
@@ -410,6 +412,12 @@ def stopping_table(runs: list[dict]) -> list[dict]:
                 at_stop.append(accs[k])
                 final.append(accs[-1])
                 best.append(max(accs))
+            if fired == 0:
+                rows.append({**row, "stopped": f"0/{len(group)}", "round": None, "labeled": None,
+                             "accuracy_at_stop": None, "final_accuracy": round(float(np.mean(final)), 4),
+                             "best_accuracy": round(float(np.mean(best)), 4),
+                             "loss_vs_final": None, "labels_saved": None})
+                continue
             rows.append({**row, "stopped": f"{fired}/{len(group)}",
                          "round": round(float(np.mean(stop_round)), 2),
                          "labeled": round(float(np.mean(labeled)), 1),
@@ -444,6 +452,9 @@ def markdown_tables(summary: list[dict], stopping: list[dict], title: str = "") 
         for r in stopping:
             if "skipped" in r:
                 lines.append(f"| {r['strategy']} | {r['criterion']} | – ({r['skipped']}) | | | | | |")
+            elif r["round"] is None:
+                lines.append(f"| {r['strategy']} | {r['criterion']} | {r['stopped']} | never | – | – "
+                             f"| {r['final_accuracy']:.4f} | {r['best_accuracy']:.4f} |")
             else:
                 lines.append(f"| {r['strategy']} | {r['criterion']} | {r['stopped']} | {r['round']} | "
                              f"{r['labeled']} | {r['accuracy_at_stop']:.4f} | {r['final_accuracy']:.4f} "

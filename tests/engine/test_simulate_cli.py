@@ -198,6 +198,16 @@ def test_summary_and_stopping_table_by_hand():
     assert "| c | s | 0.400 ± 0.100 | 0.700 ± 0.100 |" in md
 
 
+def test_a_criterion_that_never_fired_has_no_stop_round():
+    runs = [_fake_run("s", seed, [0.5, 0.7, 0.6, 0.8], {"kappa_average": None}) for seed in (0, 1)]
+    (row,) = stopping_table(runs)
+    assert row["stopped"] == "0/2"
+    assert row["round"] is row["labeled"] is row["accuracy_at_stop"] is row["labels_saved"] is None
+    assert row["final_accuracy"] == pytest.approx(0.8)
+    md = markdown_tables(summarize(runs), [row])
+    assert "| s | kappa_average | 0/2 | never | – | – | 0.8000 | 0.8000 |" in md
+
+
 def test_no_flags_run_the_backends_default_pipeline(tmp_path, tiny_files):
     """Without --strategy/--classifier/--init, simulate runs what the backend runs with no
     AL_* variable: the same classifier, DiverseMiniBatch, and a label-free TypiClust start."""
