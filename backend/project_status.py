@@ -149,12 +149,24 @@ def project_status(store, settings, project_id: int, *, set_up: bool, job: dict)
     records = audit_records(store, project_id)  # parsed once per change
     last = records[-1] if records else None
     last_ok = next((r for r in reversed(records) if r.get("status") == "ok"), None)
+    current = store.current(project_id)
+    running = store.progress(project_id) if (job or {}).get("state") == "running" else None
+    # a round's new version serves from its write_version step on, before its audit record
+    # exists: its counts and queue are then the running round's, not the previous round's
+    fresh = running is not None and running.get("version") == current
+    counts = running if fresh else {**(last_ok or {}), "queued_tasks": [
+        q["task"] for q in (last_ok or {}).get("queried", [])]}
     return {
         "project": project_id, "set_up": set_up,
         "connected": Connection.load(store, project_id) is not None,
-        "model_version": store.current(project_id) or UNTRAINED,
-        "labeled": (last_ok or {}).get("n_labeled"),
-        "unlabeled": (last_ok or {}).get("n_unlabeled"),
+        "model_version": current or UNTRAINED,
+        "serving": {"version": current, "round": counts.get("round"), "from": (
+            "running round" if fresh else "audit record")} if current else None,
+        "running": None if running is None else {
+            k: running.get(k) for k in ("round", "version", "reason", "step", "started_at",
+                                        "step_started_at", "timings")},
+        "labeled": counts.get("n_labeled"),
+        "unlabeled": counts.get("n_unlabeled"),
         "last_training": None if last is None else {
             "version": last.get("version"), "status": last.get("status"),
             "error": last.get("error"), "started_at": last.get("started_at"),
@@ -163,7 +175,7 @@ def project_status(store, settings, project_id: int, *, set_up: bool, job: dict)
         "query_strategy": settings.query_strategy,
         "strategy_used": (last_ok or {}).get("strategy_used"),
         "stopping": (last_ok or {}).get("stopping"),
-        "queued_tasks": [q["task"] for q in (last_ok or {}).get("queried", [])],
+        "queued_tasks": counts.get("queued_tasks") or [],
         "events": store.last_event_seq(project_id),
         **status_details(store, settings, project_id),  # the dashboard's numbers
     }

@@ -118,6 +118,7 @@ class Round:
         try:
             for step in (self.connect, self.sync, self.train_and_rank, self.write_version,
                          self.push, self.clean_up, self.catch_up, self.evaluate):
+                self.report(step.__name__)
                 t = time.perf_counter()
                 step()
                 rec.timings[step.__name__] = round(time.perf_counter() - t, 4)
@@ -135,6 +136,16 @@ class Round:
                 self.store.delete_version(self.pid, rec.version)
         return self.finish()
 
+    def report(self, step: str) -> None:
+        """``/status``'s view of this round: the step it starts, with the counts and queue
+        known so far (the new version may serve before its audit record is written)."""
+        rec = self.rec
+        self.store.write_progress(self.pid, {
+            "round": rec.round, "version": rec.version, "reason": rec.reason, "step": step,
+            "started_at": rec.started_at, "step_started_at": time.time(),
+            "timings": dict(rec.timings), "n_labeled": rec.n_labeled,
+            "n_unlabeled": rec.n_unlabeled, "queued_tasks": [q["task"] for q in rec.queried]})
+
     def finish(self) -> dict:
         rec = self.rec
         rec.ls_requests = getattr(self.client, "request_count", 0) - self._requests0
@@ -144,6 +155,7 @@ class Round:
         rec.finished_at = time.time()
         out = rec.to_dict()
         self.store.append_audit(self.pid, out)
+        self.store.write_progress(self.pid, None)
         if rec.status == "ok":
             log.info("event=round project=%s version=%s status=ok labeled=%s unlabeled=%s k=%s "
                      "cold_start=%s ls_requests=%d ls_s=%.2f live_s=%s total_s=%.3f again=%s",

@@ -979,6 +979,25 @@ class Store:
         atomic_write_bytes(self._path(project_id, "state", f"{name}.pkl"),
                            pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
+    # ------------------------------------------------------------------ the running round
+    def write_progress(self, project_id: int, progress: dict | None) -> None:
+        """What the running round is doing (``progress.json``: round, version, step, counts),
+        for ``/status`` while it runs; None removes it (the round ended)."""
+        path = self._path(project_id, "progress.json")
+        if progress is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        atomic_write_json(path, progress)
+
+    def progress(self, project_id: int) -> dict | None:
+        """The running round's last :meth:`write_progress`, or None."""
+        try:
+            with open(self._path(project_id, "progress.json"), "rb") as fh:
+                return _record(fh.read())
+        except OSError:
+            return None
+
     def load_state(self, project_id: int, name: str) -> Any | None:
         """The pickled state ``name``; None when absent. A state that cannot be unpickled
         (truncated, written by an incompatible version: any exception) is quarantined and
