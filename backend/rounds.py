@@ -27,6 +27,8 @@ The steps, and what each costs Label Studio (bounded: nothing grows with the pro
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import os
@@ -140,11 +142,15 @@ class Round:
         """``/status``'s view of this round: the step it starts, with the counts and queue
         known so far (the new version may serve before its audit record is written)."""
         rec = self.rec
-        self.store.write_progress(self.pid, {
-            "round": rec.round, "version": rec.version, "reason": rec.reason, "step": step,
-            "started_at": rec.started_at, "step_started_at": time.time(),
-            "timings": dict(rec.timings), "n_labeled": rec.n_labeled,
-            "n_unlabeled": rec.n_unlabeled, "queued_tasks": [q["task"] for q in rec.queried]})
+        try:  # only for /status: a full disk must not fail the round here
+            self.store.write_progress(self.pid, {
+                "round": rec.round, "version": rec.version, "reason": rec.reason, "step": step,
+                "started_at": rec.started_at, "step_started_at": time.time(),
+                "timings": dict(rec.timings), "n_labeled": rec.n_labeled,
+                "n_unlabeled": rec.n_unlabeled, "queued_tasks": [q["task"] for q in rec.queried]})
+        except OSError as exc:
+            log.warning("event=progress_not_written project=%s step=%s error=%r", self.pid, step,
+                        str(exc))
 
     def finish(self) -> dict:
         rec = self.rec
@@ -155,7 +161,8 @@ class Round:
         rec.finished_at = time.time()
         out = rec.to_dict()
         self.store.append_audit(self.pid, out)
-        self.store.write_progress(self.pid, None)
+        with contextlib.suppress(OSError):
+            self.store.write_progress(self.pid, None)
         if rec.status == "ok":
             log.info("event=round project=%s version=%s status=ok labeled=%s unlabeled=%s k=%s "
                      "cold_start=%s ls_requests=%d ls_s=%.2f live_s=%s total_s=%.3f again=%s",

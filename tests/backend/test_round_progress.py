@@ -75,3 +75,18 @@ def test_dashboard_shows_the_running_step(single, monkeypatch):  # noqa: F811
     html = c.get("/dashboard/1").get_data(as_text=True)
     assert f"round {last['round'] + 1} (<code>studio-al-9999-x</code>): step <b>push</b>" in html
     assert "connect" in html
+
+
+def test_a_progress_file_that_cannot_be_written_does_not_fail_the_round(single, monkeypatch):  # noqa: F811
+    from backend.store import StoreWriteError
+    app, _, _ = single
+    store = app.extensions["studio_al"]["store"]
+
+    def full(pid, progress):
+        raise StoreWriteError(28, "No space left on device")
+    monkeypatch.setattr(store, "write_progress", full)
+    rnd = Round(1, app.extensions["studio_al"]["settings"], store, None, "test")
+    for name in ("connect", "sync", "train_and_rank", "write_version", "push", "clean_up",
+                 "catch_up", "evaluate"):
+        monkeypatch.setattr(Round, name, lambda self: None)
+    assert rnd.run()["status"] == "ok"
