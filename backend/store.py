@@ -147,11 +147,12 @@ def _fsync_dir(path: str) -> None:
 
 
 @contextlib.contextmanager
-def _replacing(path: str, what: str, mode: int | None = None):
+def _replacing(path: str, what: str, mode: int | None = None, durable: bool = True):
     """A binary file to write ``path``'s new content into: a same-directory temp file,
-    flushed, fsynced and moved onto ``path`` (``os.replace``) when the block ends (``mode``
-    applied first). On any error the temp file is removed, ``path`` is untouched and an
-    ``OSError`` becomes :class:`StoreWriteError` naming ``what``."""
+    flushed, fsynced (unless not ``durable``: advisory files) and moved onto ``path``
+    (``os.replace``) when the block ends (``mode`` applied first). On any error the temp file
+    is removed, ``path`` is untouched and an ``OSError`` becomes :class:`StoreWriteError`
+    naming ``what``."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -160,7 +161,8 @@ def _replacing(path: str, what: str, mode: int | None = None):
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -171,7 +173,8 @@ def _replacing(path: str, what: str, mode: int | None = None):
         if isinstance(exc, OSError):
             raise _write_error(exc, path, what) from exc
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -988,7 +991,8 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-        atomic_write_json(path, progress)
+        with _replacing(path, "progress", durable=False) as fh:  # advisory: no fsync per step
+            fh.write(json.dumps(progress, separators=(",", ":")).encode())
 
     def progress(self, project_id: int) -> dict | None:
         """The running round's last :meth:`write_progress`, or None."""
