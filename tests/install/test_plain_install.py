@@ -5,6 +5,7 @@ configured for pip, as a user would; about a minute."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,11 +29,24 @@ def _rows(n: int, offset: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def _source_copy(dest: Path) -> Path:
+    """The package's sources in ``dest``: pip builds in the source tree, and a build/ left in
+    the repository would keep modules deleted since (and be installed from)."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    for package in ("al_engine", "backend"):
+        shutil.copytree(REPO / package, dest / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
 def test_simulate_runs_on_the_plain_install(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", str(REPO)],
+    source = _source_copy(tmp_path / "src")
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", str(source)],
                          capture_output=True, text=True, timeout=900)
     assert pip.returncode == 0, pip.stderr[-3000:]
     # the point of the test: neither extra is there
