@@ -22,6 +22,7 @@ from flask import Blueprint, current_app, render_template
 from markupsafe import Markup
 
 from backend import plots
+from backend.record import STEPS
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -111,7 +112,7 @@ def _warm_templates(state) -> None:
 @bp.context_processor
 def _common() -> dict:
     return {"settings": _service().settings.public(),
-            "now": time.time()}
+            "now": time.time(), "steps": STEPS}
 
 
 def _not_found(message: str, code: int = 404):

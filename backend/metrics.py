@@ -119,8 +119,9 @@ def evaluate_criteria(store, project_id: int, ids: np.ndarray, proba: np.ndarray
 
 
 def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.ndarray,
-                  ids: np.ndarray, proba: np.ndarray, max_labeled: int = 2000,
-                  n_splits: int = 5, n_sizes: int = 6) -> RoundMetrics:
+                  ids: np.ndarray, proba: np.ndarray, is_probe: np.ndarray | None = None,
+                  max_labeled: int = 2000, n_splits: int = 5, n_sizes: int = 6
+                  ) -> RoundMetrics:
     """The ``"metrics"`` entry of a trained round's audit record (never raises).
 
     Parameters
@@ -138,6 +139,8 @@ def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.nda
         Task id of every row of ``ds`` / ``proba``.
     proba : ndarray of shape (n, K)
         The round's predictions for every task.
+    is_probe : ndarray of bool, shape (len(idx_labeled),), optional
+        Which labeled tasks are random probes (``backend.probes``); None: none.
     max_labeled, n_splits, n_sizes : int
         Cross-validation budget (``n_splits``, ``n_sizes``: the engine's defaults).
     """
@@ -148,6 +151,7 @@ def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.nda
         out["class_counts"] = class_counts(ds.y[idx_labeled], labels)
     except Exception as exc:  # noqa: BLE001
         out["class_counts_error"] = f"{type(exc).__name__}: {exc}"
+    out["accuracy_estimate"] = accuracy_estimate(settings, cfg, ds, idx_labeled, is_probe)
     out["cv"] = _cv(settings, cfg, ds, idx_labeled, len(ids), max_labeled, n_splits, n_sizes)
     out["labels_needed"] = out["cv"].pop("labels_needed", None)
     try:
@@ -167,18 +171,13 @@ def _cv(settings, cfg, ds, idx_labeled, pool_size, max_labeled, n_splits, n_size
         return {"reason": reason}
     try:
         from al_engine.estimate import cross_validate as engine_cross_validate
-        from al_engine.registry import make_classifier
         idx = idx_labeled
         if m > max_labeled:
             rng = np.random.default_rng(settings.seed)
             idx = np.sort(rng.choice(idx_labeled, size=max_labeled, replace=False))
 
-        def factory():
-            return make_classifier(settings.classifier, num_classes=len(cfg.labels),
-                                   multi_label=cfg.multi_label, **settings.classifier_params)
-
         labeled = ds[idx]
-        cv = engine_cross_validate(factory, labeled, n_sizes=n_sizes, n_splits=n_splits,
+        cv = engine_cross_validate(_factory(settings, cfg), labeled, n_sizes=n_sizes, n_splits=n_splits,
                                    seed=settings.seed)
         out = _summary(cv)
         out["subsampled"] = m > max_labeled
@@ -187,6 +186,44 @@ def _cv(settings, cfg, ds, idx_labeled, pool_size, max_labeled, n_splits, n_size
     except Exception as exc:  # noqa: BLE001
         log.warning("event=metrics_failed error=%r", str(exc))
         return {"reason": f"cross-validation failed: {type(exc).__name__}: {exc}"}
+
+
+def _factory(settings, cfg):
+    """Fresh classifiers as configured, for refits on part of the labels."""
+    from al_engine.registry import make_classifier
+
+    def factory():
+        return make_classifier(settings.classifier, num_classes=len(cfg.labels),
+                               multi_label=cfg.multi_label, **settings.classifier_params)
+    return factory
+
+
+def accuracy_estimate(settings, cfg, ds, idx_labeled, is_probe) -> dict:
+    """The unbiased accuracy estimate from the labeled random probes
+    (:func:`al_engine.accuracy.probe_accuracy`) as a dict, with the majority label's name; or
+    ``{"value": None, "n", "reason"}``. Never raises."""
+    from al_engine.accuracy import METHOD, probe_accuracy
+    from al_engine.registry import classifier_traits
+    is_probe = np.zeros(idx_labeled.size, bool) if is_probe is None else np.asarray(is_probe)
+    n = int(is_probe.sum())
+    reason = None
+    if n == 0:
+        reason = ("no random probe labeled yet" if settings.probe_share > 0 else
+                  "AL_PROBE_SHARE=0: no random probes are queued, so no unbiased estimate")
+    elif not classifier_traits(settings.classifier)["cheap_to_refit"]:
+        reason = f"not estimated: {settings.classifier} is too expensive to refit per round"
+    if reason:
+        return {"value": None, "n": n, "method": METHOD, "reason": reason}
+    try:
+        est = probe_accuracy(_factory(settings, cfg), ds[idx_labeled], is_probe,
+                             seed=settings.seed).to_dict()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("event=accuracy_estimate_failed error=%r", str(exc))
+        return {"value": None, "n": n, "method": METHOD,
+                "reason": f"estimate failed: {type(exc).__name__}: {exc}"}
+    if est.get("majority_label") is not None:
+        est["majority_label"] = list(cfg.labels)[est["majority_label"]]
+    return est
 
 
 def _no_cv_reason(settings, y, m: int, n_splits: int) -> str | None:

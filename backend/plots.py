@@ -9,7 +9,13 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-SERIES_COLORS = {"accuracy": "#1f77b4", "macro_f1": "#d62728"}
+SERIES_COLORS = {"estimate": "#2ca02c", "accuracy": "#1f77b4", "macro_f1": "#d62728"}
+#: (key, legend text, dashed): the probe estimate is the figure to trust; the CV figures are
+#: computed on actively chosen labels and biased (either way)
+SERIES = (("estimate", "accuracy on random tasks (95% band)", False),
+          ("accuracy", "accuracy, CV on active labels (biased)", True),
+          ("macro_f1", "macro-F1, CV on active labels (biased)", True))
+SCORE_KEYS = ("estimate", "estimate_low", "estimate_high", "accuracy", "macro_f1")
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -56,7 +62,7 @@ class _Frame:
         self.x_lo = 0
         self.xt = _nice_ticks(self.x_lo, x_hi)
         self.x_hi = max(x_hi, self.xt[-1])
-        ys = [p[k] for p in pts for k in ("accuracy", "macro_f1") if p.get(k) is not None]
+        ys = [p[k] for p in pts for k in SCORE_KEYS if p.get(k) is not None]
         y_lo = max(0.0, math.floor(min(ys) * 10) / 10 - 0.1) if ys else 0.0
         self.yt = _nice_ticks(y_lo, 1.0, 5)
         self.y_lo = min(y_lo, self.yt[0])
@@ -72,7 +78,8 @@ def _svg_open(width: int, height: int) -> list[str]:
     return [f'<svg xmlns="http://www.w3.org/2000/svg" id="learning-curve" role="img" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'font-family="sans-serif" font-size="11">',
-            "<title>Learning curve: cross-validated accuracy and macro-F1 per round</title>"]
+            "<title>Learning curve: accuracy on random tasks (with its 95% interval) and "
+            "cross-validated accuracy and macro-F1 per round</title>"]
 
 
 def _axes(f: _Frame) -> list[str]:
@@ -108,43 +115,68 @@ def _fit(f: _Frame, fit: dict, target: int, first_labeled: float) -> list[str]:
     return out
 
 
+def _band(f: _Frame, pts: list[dict]) -> list[str]:
+    """The estimate's interval as a shaded polygon, and the majority-label baseline."""
+    band = [(p["labeled"], p["estimate_low"], p["estimate_high"]) for p in pts
+            if p.get("estimate_low") is not None and p.get("estimate_high") is not None]
+    out = []
+    if band:
+        edge = [f"{f.sx(x)},{f.sy(lo)}" for x, lo, _ in band]
+        edge += [f"{f.sx(x)},{f.sy(hi)}" for x, _, hi in reversed(band)]
+        out.append(f'<polygon class="band" points="{" ".join(edge)}" '
+                   f'fill="{SERIES_COLORS["estimate"]}" fill-opacity="0.15" stroke="none"/>')
+    majority = [p["majority"] for p in pts if p.get("majority") is not None]
+    if majority and f.y_lo <= majority[-1] <= 1.0:
+        y = f.sy(majority[-1])
+        out.append(f'<line class="majority" x1="{f.left}" x2="{f.left + f.pw}" y1="{y}" '
+                   f'y2="{y}" stroke="#555" stroke-dasharray="2 2"><title>always answering the '
+                   f'majority label: {majority[-1]:.3f}</title></line>')
+    return out
+
+
 def _series(f: _Frame, pts: list[dict]) -> list[str]:
     """One line per score with a marker (and a tooltip) per round."""
     out = []
-    for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+    for key, label, dashed in SERIES:
         color = SERIES_COLORS[key]
         series = [(p["labeled"], p[key], p.get("round")) for p in pts if p.get(key) is not None]
         if not series:
             continue
         line = " ".join(f"{f.sx(x)},{f.sy(y)}" for x, y, _ in series)
+        dash = ' stroke-dasharray="5 3"' if dashed else ""
         out.append(f'<polyline class="series {key}" points="{line}" fill="none" '
-                   f'stroke="{color}" stroke-width="2"/>')
+                   f'stroke="{color}" stroke-width="2"{dash}/>')
         out += [f'<circle cx="{f.sx(x)}" cy="{f.sy(y)}" r="3" fill="{color}"><title>round '
-                f'{escape(str(r))}: {label} {y:.3f} at {x} labels</title></circle>'
+                f'{escape(str(r))}: {escape(label)} {y:.3f} at {x} labels</title></circle>'
                 for x, y, r in series]
     return out
 
 
-def _legend(f: _Frame) -> list[str]:
+def _legend(f: _Frame, pts: list[dict]) -> list[str]:
     lx = f.left + 10
+    shown = [(k, label, dashed) for k, label, dashed in SERIES
+             if any(p.get(k) is not None for p in pts)]
     out = []
-    for i, (key, label) in enumerate((("accuracy", "accuracy (k-fold CV)"),
-                                      ("macro_f1", "macro-F1 (k-fold CV)"))):
-        y = f.top + f.ph - 30 + 14 * i
+    for i, (key, label, dashed) in enumerate(shown):
+        y = f.top + f.ph - 14 * len(shown) - 2 + 14 * i
+        dash = ' stroke-dasharray="5 3"' if dashed else ""
         out.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{y}" y2="{y}" '
-                   f'stroke="{SERIES_COLORS[key]}" stroke-width="2"/><text x="{lx + 24}" '
+                   f'stroke="{SERIES_COLORS[key]}" stroke-width="2"{dash}/><text x="{lx + 24}" '
                    f'y="{y + 4}">{label}</text>')
     return out
 
 
 def learning_curve_svg(points: list[dict], fit: dict | None = None, target: int | None = None,
                        width: int = 640, height: int = 260) -> str:
-    """Accuracy and macro-F1 against the number of labels, one marker per round.
+    """Accuracy against the number of labels, one marker per round: the estimate on random
+    probes with its interval (a band) and the majority-label baseline, and the (biased)
+    cross-validated accuracy and macro-F1.
 
     Parameters
     ----------
     points : list of dict
-        ``{"round", "labeled", "accuracy", "macro_f1"}`` (values may be None: skipped).
+        ``{"round", "labeled", "estimate", "estimate_low", "estimate_high", "majority",
+        "accuracy", "macro_f1"}`` (values may be None or missing: skipped).
     fit : dict or None
         ``{"a", "b", "c"}`` of the labels-needed power law :math:`f(n) = a - b n^{-c}`; drawn
         dashed from the first point to ``target`` (the estimate), at most 3x the labels so far.
@@ -157,16 +189,16 @@ def learning_curve_svg(points: list[dict], fit: dict | None = None, target: int 
         An ``<svg>`` element (``role="img"``, ``id="learning-curve"``).
     """
     pts = [p for p in points if p.get("labeled") is not None
-           and (p.get("accuracy") is not None or p.get("macro_f1") is not None)]
+           and any(p.get(k) is not None for k in SCORE_KEYS)]
     out = _svg_open(width, height)
     if not pts:
         out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
-                   "no cross-validated rounds yet</text></svg>")
+                   "no evaluated rounds yet</text></svg>")
         return "".join(out)
     frame = _Frame(pts, fit, target, width, height)
     out += _axes(frame)
     if fit and target and all(k in fit for k in ("a", "b", "c")):
         out += _fit(frame, fit, target, min(p["labeled"] for p in pts))
-    out += _series(frame, pts) + _legend(frame)
+    out += _band(frame, pts) + _series(frame, pts) + _legend(frame, pts)
     out.append("</svg>")
     return "".join(out)

@@ -89,9 +89,63 @@ def _round_row(r: dict) -> dict:
             "labeled": r.get("n_labeled"), "unlabeled": r.get("n_unlabeled"),
             "cold_start": r.get("cold_start"), "strategy_used": r.get("strategy_used"),
             "accuracy": cv.get("accuracy"), "macro_f1": cv.get("macro_f1"),
-            "stop": stopping.get("stop"), "timings": r.get("timings") or {},
+            "estimate": (metrics.get("accuracy_estimate") or {}).get("value"),
+            "probes": r.get("probes"), "stop": stopping.get("stop"), "timings": r.get("timings") or {},
             "queried": [q.get("task") for q in r.get("queried") or []],
             "warning": r.get("warning")}
+
+
+def _curve_point(r: dict) -> dict:
+    """One trained round on the learning curve: the probe estimate with its interval, and the
+    cross-validated figures (biased: computed on actively chosen labels)."""
+    m = r.get("metrics") or {}
+    cv, est = m.get("cv") or {}, m.get("accuracy_estimate") or {}
+    return {"round": r.get("round"), "version": r.get("version"), "labeled": r.get("n_labeled"),
+            "estimate": est.get("value"), "estimate_low": est.get("low"),
+            "estimate_high": est.get("high"), "probes": est.get("n"),
+            "majority": est.get("majority"),
+            "accuracy": cv.get("accuracy"), "macro_f1": cv.get("macro_f1")}
+
+
+def stop_view(stop: bool | None, estimate: dict | None) -> dict:
+    """``stop_now`` and ``stop_note``: a criterion's "stop" is held back (``stop_now`` False)
+    while the accuracy estimate does not show the model beats always answering the majority
+    label, since stopping criteria measure stability, which a useless model can have too."""
+    beats = (estimate or {}).get("beats_majority")
+    if stop is not True:
+        return {"stop_now": stop, "stop_note": None}
+    if beats is False:
+        return {"stop_now": False, "stop_note": (
+            "the stopping criterion says stop, but the model is not yet measurably better "
+            f"than always answering {estimate.get('majority_label')!r} on the "
+            f"{estimate.get('n')} random tasks labeled so far: keep labeling")}
+    if beats is None:
+        return {"stop_now": True, "stop_note": (
+            "unconfirmed: no accuracy estimate shows the model beats the majority label")}
+    return {"stop_now": True, "stop_note": None}
+
+
+#: what benchmarks/labels_needed_eval.py measured (results/labels_needed.md): the estimate from
+#: 400 random labels was 0.14x to 2.4x the truth on 3 datasets; from active labels, unvalidated
+LABELS_NEEDED_ERROR = ("an order of magnitude only: validated on random labels it was 0.14x to "
+                       "2.4x the truth (benchmarks/results/labels_needed.md); on labels "
+                       "chosen by active learning, as here, its error is not measured")
+
+
+def labels_needed_view(est: dict | None, estimate: dict | None) -> dict | None:
+    """The labels-needed estimate with its error statement, or only a ``reason`` when it
+    cannot be trusted at all: the fitted curve has not bent (its asymptote sits at the bound
+    of 1.0) or the model does not beat the majority label yet."""
+    if not est or est.get("labels_needed") is None:
+        return est
+    if (est.get("accuracy_limit") or 0) >= 0.999:
+        return {"labels_needed": None, "reason": (
+            "the learning curve has not bent yet (its fitted limit is 100% accuracy): too "
+            "early to extrapolate how many labels are needed")}
+    if (estimate or {}).get("beats_majority") is False:
+        return {"labels_needed": None, "reason": (
+            "the model is not yet better than the majority label: no extrapolation")}
+    return {**est, "error": LABELS_NEEDED_ERROR}
 
 
 def status_details(store, settings, project_id: int) -> dict[str, Any]:
@@ -117,6 +171,7 @@ def status_details(store, settings, project_id: int) -> dict[str, Any]:
                         "configured": {"criterion": st.get("criterion"), "stop": st.get("stop"),
                                        "error": st.get("error")},
                         "criteria": {k: v for k, v in crit.items() if isinstance(v, dict)}})
+    estimate = last_metrics.get("accuracy_estimate") if last_metrics else None
     ls_url = Instance(settings, store.root).public_url()  # http(s) only, no credentials
     return {
         "labels": labels, "multi_label": multi,
@@ -130,14 +185,11 @@ def status_details(store, settings, project_id: int) -> dict[str, Any]:
             last_metrics.get("class_counts") if last_metrics else None, labels),
         "class_distribution_round": (trained[-1] if trained else {}).get("round"),
         "quality": cv or None,
-        "learning_curve": [{"round": r.get("round"), "version": r.get("version"),
-                            "labeled": r.get("n_labeled"),
-                            "accuracy": ((r["metrics"].get("cv") or {}).get("accuracy")),
-                            "macro_f1": ((r["metrics"].get("cv") or {}).get("macro_f1"))}
-                           for r in trained],
-        "labels_needed": last_metrics.get("labels_needed"),
+        "accuracy_estimate": estimate,
+        "learning_curve": [_curve_point(r) for r in trained],
+        "labels_needed": labels_needed_view(last_metrics.get("labels_needed"), estimate),
         "stopping_history": history,
-        "stop_now": (last_ok.get("stopping") or {}).get("stop"),
+        **stop_view((last_ok.get("stopping") or {}).get("stop"), estimate),
         "next_tasks": next_tasks(store, project_id, version),
         "rounds": [_round_row(r) for r in records],
     }

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
 
+#: The steps of a round, in order (``backend.rounds.Round`` methods; ``RoundRecord.timings``
+#: has one entry per step that ran, plus ``total``).
+STEPS = ("connect", "sync", "train_and_rank", "write_version", "push", "clean_up", "catch_up",
+         "evaluate")
+
 
 class StoppingVerdict(TypedDict, total=False):
     """``RoundRecord.stopping``: the configured criterion on the stopping set
@@ -49,6 +54,7 @@ class RoundMetrics(TypedDict, total=False):
 
     class_counts: dict[str, int]       # labeled tasks per class
     class_counts_error: str
+    accuracy_estimate: dict            # al_engine.accuracy.AccuracyEstimate.to_dict() or reason
     cv: CrossValidationSummary
     labels_needed: dict | None         # al_engine.estimate.LabelsNeeded.to_dict(), or a reason
     criteria: dict[str, CriterionVerdict]  # or {"error": ...}
@@ -82,6 +88,7 @@ class RoundRecord:
     cold_start: bool | None = None     # no model yet: ordered by AL_INIT_STRATEGY
     features: dict | None = None       # sentence embeddings: {"used", "embedded", "total", ...}
     strategy_used: str | None = None
+    probes: dict | None = None         # random probes: {"queued", "labeled" (total), "new"}
     stopping: StoppingVerdict | None = None  # the configured stopping criterion's verdict
     metrics: RoundMetrics | None = None      # dashboard metrics (backend.metrics)
     # --- what went to Label Studio

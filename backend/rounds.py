@@ -45,9 +45,10 @@ from backend.featcache import FeatureCache
 from backend.instance import Connection, Instance, NotConnected, verify_connection
 from backend.labelconfig import LabelConfig, parse_label_config
 from backend.mirror import Hints, TaskMirror
+from backend.probes import ProbeLog
 from backend.push import Pusher, annotation_rate, head_size, RATE_WINDOW_S
 from backend.ranking import Ranking
-from backend.record import RoundRecord, StoppingVerdict
+from backend.record import STEPS, RoundRecord, StoppingVerdict
 from backend.settings import Settings
 from backend.store import Store
 
@@ -109,6 +110,8 @@ class Round:
         self.pusher: Pusher | None = None
         self.model_state: tuple | None = None  # (ds, idx_labeled, ids, proba) for metrics
         self.embedder = None  # the sentence-embedding featurizer still to fill (embeddings)
+        self.probes: ProbeLog | None = None  # random probes: labeled so far, this ranking's
+        self.probe_ids = np.zeros(0, dtype=np.int64)
         self.events: list[dict] = []
         self.wrote_version = False
         self._requests0 = getattr(client, "request_count", 0)
@@ -118,8 +121,7 @@ class Round:
     def run(self) -> dict:
         rec = self.rec
         try:
-            for step in (self.connect, self.sync, self.train_and_rank, self.write_version,
-                         self.push, self.clean_up, self.catch_up, self.evaluate):
+            for step in (getattr(self, name) for name in STEPS):
                 self.report(step.__name__)
                 t = time.perf_counter()
                 step()
@@ -251,15 +253,13 @@ class Round:
         rec.n_tasks, rec.n_skipped = len(ids), len(self.mirror.no_text)
         rec.n_labeled, rec.n_unlabeled = int(idx_l.size), int(idx_u.size)
         rec.labels = {"count": int(idx_l.size), "annotation_ids": ann_ids}
-        predicted = confidence = None
-        order = None
+        order = proba = None
         if idx_l.size >= max(settings.min_annotations, 1):
             fitted = self._fit(ids, texts, labels, idx_l)
             if fitted is not None:
                 clf, ds, proba = fitted
                 order = training.rank_unlabeled(settings, clf, ds, proba, idx_u, idx_l, rec) \
                     if idx_u.size else idx_u
-                predicted, confidence = training.predicted_labels(proba, cfg, order)
                 rec.stopping = self._stopping(ids, proba, ids[idx_l])
                 self.bundle = {"clf": clf, "labels": list(cfg.labels),
                                "multi_label": cfg.multi_label, "text_field": cfg.text_field,
@@ -271,9 +271,26 @@ class Round:
                 settings, idx_u.size, lambda: self._pool_features(ids, texts, labels)[idx_u],
                 max(settings.batch_size, settings.push_head))]
             rec.strategy_used = f"init:{settings.init_strategy}"
+        order = self._with_probes(ids, idx_l, order)
+        predicted, confidence = (None, None) if proba is None else \
+            training.predicted_labels(proba, cfg, order)
         self.ranking = Ranking.build(ids[order], training.priorities(order.size), predicted,
                                      confidence, cfg.labels, cfg.multi_label)
         rec.queried = [e.as_dict() for e in self.ranking.head(settings.batch_size)]
+
+    def _with_probes(self, ids, idx_l, order) -> np.ndarray:
+        """Count the labeled probes, then put ``AL_PROBE_SHARE`` random probes into the head
+        of ``order`` (``backend.probes``); returns the new order."""
+        from al_engine.accuracy import place_probes
+        rec, settings = self.rec, self.settings
+        self.probes = ProbeLog.load(self.store, self.pid)
+        new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous)
+        rng = np.random.default_rng([settings.seed, rec.round])
+        order, picked = place_probes(order, settings.probe_share, settings.push_max, rng)
+        self.probe_ids = ids[picked]
+        rec.probes = {"queued": int(picked.size), "labeled": len(self.probes.labeled),
+                      "new": new}
+        return order
 
     def _classifier(self, texts):
         """``(clf, name, params)``: the configured classifier, or the TF-IDF fallback while
@@ -360,6 +377,9 @@ class Round:
         pusher.create(ranking.head(first))
         pusher.switch()
         self.store.set_current(self.pid, rec.version)
+        if self.probes is not None:
+            self.probes.serve(rec.version, self.probe_ids)
+            self.probes.save(self.store, self.pid)
         rec.live_at = time.time()
         rec.queue_reordered_s = round(rec.live_at - rec.started_at, 4)
         if settings.push_all:
@@ -439,6 +459,7 @@ class Round:
             return
         from backend.metrics import round_metrics
         ds, idx_l, ids, proba = self.model_state
+        is_probe = None if self.probes is None else self.probes.mask(ids[idx_l])
         self.rec.metrics = round_metrics(self.store, self.pid, self.settings, self.cfg, ds,
-                                         idx_l, ids, proba)
+                                         idx_l, ids, proba, is_probe=is_probe)
         self.store.save_state(self.pid, "metrics_at", time.time())

@@ -187,6 +187,27 @@ class Seconds(Parser):
         return f"seconds, {self.low:g} to {self.high:g}"
 
 
+class Fraction(Parser):
+    """A number in ``[low, high]``."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = low
+        self.high = high
+        self.short = f"a number, {low:g}–{high:g}"
+
+    def convert(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Invalid() from None
+        if not self.low <= value <= self.high:  # also rejects nan
+            raise Invalid()
+        return value
+
+    def allowed(self) -> str:
+        return f"a number from {self.low:g} to {self.high:g}"
+
+
 class Bool(Parser):
     """``true``/``false``, ``1``/``0``, ``yes``/``no`` in any case."""
 
@@ -431,6 +452,10 @@ class Settings:
     round_workers: int = setting("AL_ROUND_WORKERS", "2", Int(1), "rounds of different "
                                  "projects that run at once in embedded mode (one slow project "
                                  "never holds up the others)")
+    probe_share: float = setting(
+        "AL_PROBE_SHARE", "0.1", Fraction(0, 0.5), "share of the queued tasks drawn at random "
+        "from the unlabeled pool (probes): their labels give the dashboard's unbiased accuracy "
+        "estimate; 0 turns the estimate off")
     seed: int = setting("AL_SEED", "0", Int(0), "seed of the cold-start ordering")
     redis_queue: str = setting(
         "REDIS_QUEUE", "studio-al", Pattern(r"[A-Za-z0-9_.-]{1,64}",

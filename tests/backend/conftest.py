@@ -179,9 +179,11 @@ class RecordingRunner:
 @pytest.fixture
 def settings(tmp_path):
     # AL_PUSH_HEAD=20: the small pools of these tests are pushed whole, so that every ranked
-    # task can be checked in the fake Label Studio (head sizing: test_push.py)
+    # task can be checked in the fake Label Studio (head sizing: test_push.py);
+    # AL_PROBE_SHARE=0: the hand-checked orders are the strategy's (probes: test_probes.py)
     return Settings.from_env({"MODEL_DIR": str(tmp_path / "store"), "LOG_LEVEL": "WARNING",
-                              "AL_PUSH_HEAD": "20"}, validate_components=False)
+                              "AL_PUSH_HEAD": "20", "AL_PROBE_SHARE": "0"},
+                             validate_components=False)
 
 
 def make_tasks(texts, field="text", start=1):

@@ -137,9 +137,12 @@ def test_project_page_renders_everything(single):
     version = store.current(1)
     assert version in html
     assert '<svg xmlns="http://www.w3.org/2000/svg" id="learning-curve"' in html
-    # two rounds -> two markers per series
+    # two rounds -> two markers per CV series, one per round with a probe estimate
     svg = html[html.index('id="learning-curve"'):html.index("</svg>")]
-    assert svg.count("<circle") == 4
+    assert svg.count("CV on active labels (biased) ") == 4
+    with_estimate = [p for p in c.get("/status?project=1").get_json()["learning_curve"]
+                     if p["estimate"] is not None]
+    assert svg.count("<circle") == 4 + len(with_estimate)
     # next tasks: the 20 lowest priority scores, linked to Label Studio
     ranking = store.load_ranking(1, version)
     expected = [str(e.task) for e in ranking.head(20)]
@@ -209,14 +212,14 @@ def test_project_without_model(settings):
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     assert training.UNTRAINED in html and "never trained" in html
-    assert "no cross-validated rounds yet" in html and "No ranking yet" in html
+    assert "no evaluated rounds yet" in html and "No ranking yet" in html
     # a cold-start round (no labels): queue exists, no metrics, no verdict
     post(c, "/webhook", {"action": "START_TRAINING", "project": {"id": 3}})
     st = c.get("/status?project=3").json
     assert st["learning_curve"] == [] and st["stop_now"] is None
     assert [t["task"] for t in st["next_tasks"]] == st["queued_tasks"][:3]
     html = c.get("/dashboard/3").get_data(as_text=True)
-    assert 'id="queue"' in html and "no cross-validated rounds yet" in html
+    assert 'id="queue"' in html and "no evaluated rounds yet" in html
     assert c.get("/dashboard").status_code == 200
 
 
@@ -268,7 +271,7 @@ def test_learning_curve_svg_geometry():
     # floor(0.5 * 10) / 10 - 0.1 = 0.4 to 1.0: y(0.5) = 14 + (1 - 0.1 / 0.6) * 148 = 137.33
     assert 'points="48.0,137.3 384.0,14.0"' in svg
     assert svg.count("<circle") == 3 and svg.startswith("<svg")
-    assert "no cross-validated rounds yet" in plots.learning_curve_svg([])
+    assert "no evaluated rounds yet" in plots.learning_curve_svg([])
 
 
 def test_audit_cache_follows_the_file(tmp_path):

@@ -34,7 +34,8 @@ def test_every_variable_is_read():
            "REDIS_URL": "redis://127.0.0.1:6379/0", "BASIC_AUTH_USER": "u",
            "BASIC_AUTH_PASS": "s3cret-pw", "LOG_LEVEL": "debug", "AL_KEEP_PREDICTION_HISTORY": "yes",
            "AL_SEED": "42", "AL_PUSH_FIRST": "75", "AL_PUSH_HEAD": "30", "AL_PUSH_MAX": "90",
-           "AL_PUSH_ALL": "true", "AL_MIN_ROUND_INTERVAL": "0.5", "AL_ROUND_WORKERS": "3"}
+           "AL_PUSH_ALL": "true", "AL_MIN_ROUND_INTERVAL": "0.5", "AL_ROUND_WORKERS": "3",
+           "AL_PROBE_SHARE": "0.25"}
     scale_out = {"REDIS_QUEUE", "AL_JOB_TIMEOUT", "AL_LOCK_TTL", "LABEL_STUDIO_TIMEOUT",
                  "LABEL_STUDIO_RETRIES", "MAX_REQUEST_MB"}  # tested in tests/backend/test_rq_*.py  # tested in tests/backend/test_rq_*.py
     assert set(env) | {"AL_MODEL_PATH"} | scale_out == set(ENV_DEFAULTS)
@@ -45,6 +46,7 @@ def test_every_variable_is_read():
     assert (s.push_head, s.push_max, s.push_all, s.min_round_interval, s.round_workers) == \
         (30, 90, True, 0.5, 3)
     assert s.log_level == "DEBUG" and s.keep_prediction_history and s.basic_auth
+    assert s.probe_share == 0.25
     assert s.init_strategy == "random_stratified" and s.redis_url.startswith("redis://")
     assert "s3cret-pw" not in str(s.public()) and s.basic_auth_pass == "s3cret-pw"
 
@@ -68,6 +70,8 @@ def test_empty_string_means_default():
     ("AL_PUSH_MAX", "5", "AL_PUSH_HEAD (6)"),
     ("AL_PUSH_ALL", "all", "true, false"),
     ("AL_MIN_ROUND_INTERVAL", "-1", "0 to 3600"),
+    ("AL_PROBE_SHARE", "0.6", "a number from 0 to 0.5"),
+    ("AL_PROBE_SHARE", "nan", "a number from 0 to 0.5"),
     ("AL_MIN_ROUND_INTERVAL", "soon", "0 to 3600"),
     ("AL_ROUND_WORKERS", "0", "integer >= 1"),
     ("AL_BATCH_SIZE", "ten", "integer >= 1"),
