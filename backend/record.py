@@ -88,7 +88,8 @@ class RoundRecord:
     cold_start: bool | None = None     # no model yet: ordered by AL_INIT_STRATEGY
     features: dict | None = None       # sentence embeddings: {"used", "embedded", "total", ...}
     strategy_used: str | None = None
-    probes: dict | None = None         # random probes: {"queued", "labeled" (total), "new"}
+    probes: dict | None = None         # random probes: {"queued", "labeled" (total), "new",
+    #                                    "tasks" (the probes queued, by task id)}
     stopping: StoppingVerdict | None = None  # the configured stopping criterion's verdict
     metrics: RoundMetrics | None = None      # dashboard metrics (backend.metrics)
     # --- what went to Label Studio

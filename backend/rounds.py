@@ -280,16 +280,18 @@ class Round:
 
     def _with_probes(self, ids, idx_l, order) -> np.ndarray:
         """Count the labeled probes, then put ``AL_PROBE_SHARE`` random probes into the head
-        of ``order`` (``backend.probes``); returns the new order."""
+        of ``order`` (``backend.probes``; not in a cold-start round); returns the new order."""
         from al_engine.accuracy import place_probes
         rec, settings = self.rec, self.settings
         self.probes = ProbeLog.load(self.store, self.pid)
         new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous)
         rng = np.random.default_rng([settings.seed, rec.round])
-        order, picked = place_probes(order, settings.probe_share, settings.push_max, rng)
+        # none in a cold-start round: the first task an annotator gets is a chosen one
+        share = 0.0 if rec.cold_start else settings.probe_share
+        order, picked = place_probes(order, share, settings.push_max, rng)
         self.probe_ids = ids[picked]
         rec.probes = {"queued": int(picked.size), "labeled": len(self.probes.labeled),
-                      "new": new}
+                      "new": new, "tasks": self.probe_ids.tolist()}
         return order
 
     def _classifier(self, texts):

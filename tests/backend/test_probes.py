@@ -36,13 +36,22 @@ def test_round_queues_probes_and_counts_them_when_labeled(settings):
     setup_project(store, SINGLE_CONFIG, 1, ls)
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["cold_start"]
+    assert rec["probes"]["queued"] == 0  # a cold start serves its own picks first
+    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
+    for t in (1, 6):
+        store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train",
+                               "annotation": {"id": ls.tasks[t - 1]["annotations"][-1]["id"],
+                                              "task": t}})
+    rec = training.run_round(1, settings, store, ls)
+    assert rec["status"] == "ok" and not rec["cold_start"]
     log = ProbeLog.load(store, 1)
+    assert rec["probes"]["tasks"] == log.serving.tolist()
     assert log.version == rec["version"] and rec["probes"]["queued"] == log.serving.size > 0
     # the probes are in the pushed ranking's first AL_PUSH_MAX slots
     ranking = store.load_ranking(1, rec["version"])
     assert set(log.serving.tolist()) <= set(ranking.task_ids[:settings.push_max].tolist())
     # label every task of 1..10 and the first probes: the probes are counted next round
-    labeled = set(range(1, 11)) | {int(t) for t in log.serving[:4]}
+    labeled = set(range(2, 11)) - {6} | {int(t) for t in log.serving[:4]}
     counted = labeled & set(log.serving.tolist())  # the first 4 probes, and any among 1..10
     for t in sorted(labeled):
         label = "pos" if "great" in texts[t - 1] else "neg"
@@ -64,7 +73,7 @@ def test_no_probes_when_share_is_zero(settings):
     ls = FakeLabelStudio(make_tasks(POS + NEG))
     setup_project(store, SINGLE_CONFIG, 1, ls)
     rec = training.run_round(1, settings, store, ls)  # the fixture's AL_PROBE_SHARE=0
-    assert rec["probes"] == {"queued": 0, "labeled": 0, "new": 0}
+    assert rec["probes"] == {"queued": 0, "labeled": 0, "new": 0, "tasks": []}
     assert ProbeLog.load(store, 1).serving.size == 0
 
 
