@@ -280,3 +280,27 @@ def test_audit_cache_follows_the_file(tmp_path):
     assert [r["round"] for r in project_status.audit_records(store, 1)] == [1]
     store.append_audit(1, {"round": 2, "status": "failed"})
     assert [r["round"] for r in project_status.audit_records(store, 1)] == [1, 2]
+
+
+def test_page_says_when_the_model_is_no_better_than_the_majority(single):
+    """A round whose criteria say stop while the probe estimate does not beat the majority
+    label: the page warns, holds every "stop" back and withholds the labels-needed figure."""
+    app, c, _ = single
+    store = app.extensions["studio_al"]["store"]
+    last = dict(store.audit(1)[-1])
+    estimate = {"value": 0.5, "low": 0.3, "high": 0.7, "n": 20, "method": "m",
+                "majority": 0.6, "majority_label": "neg", "beats_majority": False}
+    last["metrics"] = {**last["metrics"], "accuracy_estimate": estimate,
+                       "criteria": {"kappa_average": {"stop": True, "value": 0.95}},
+                       "labels_needed": {"labels_needed": 851, "accuracy_limit": 0.9}}
+    last["stopping"] = {**(last.get("stopping") or {}), "stop": True}
+    last["round"] = len(store.audit(1)) + 1
+    store.append_audit(1, last)
+    status = c.get("/status?project=1").get_json()
+    assert status["stop_now"] is False and "'neg'" in status["stop_note"]
+    assert status["accuracy_estimate"]["beats_majority"] is False
+    assert status["labels_needed"]["labels_needed"] is None
+    html = c.get("/dashboard/1").get_data(as_text=True)
+    assert 'id="majority-warning"' in html and "always answering “neg”" in html
+    assert "stop (held)" in html and 'class="badge stop">stop<' not in html
+    assert "keep labeling" in html

@@ -99,7 +99,7 @@ def test_dashboard_renders_plot_and_queue(trained, tmp_path):
         svg = driver.find_element("css selector", "svg#learning-curve")
         assert svg.size["width"] > 300 and svg.size["height"] > 150
         markers = sum(p[k] is not None for p in status["learning_curve"]
-                      for k in ("accuracy", "macro_f1"))
+                      for k in ("estimate", "accuracy", "macro_f1"))
         assert markers >= 2  # at least the last round (20 labels) is cross-validated
         assert len(find("css selector", "svg#learning-curve polyline.series.accuracy")) == 1
         assert len(find("css selector", "svg#learning-curve circle")) == markers

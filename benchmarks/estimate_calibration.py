@@ -1,0 +1,217 @@
+"""The dashboard's accuracy estimate against the true test accuracy, in simulated sessions.
+
+A simulated annotation session per dataset and seed runs the backend's loop: each round the
+default query strategy (``diverse_mini_batch`` over TF-IDF + ``linear_svc``, the backend's
+default without the ``neural`` extra; random order before the first label) ranks the pool,
+:func:`al_engine.accuracy.place_probes` puts random probes into the head with probability
+``share`` per slot, exactly as a backend round does, and the annotator labels the first
+``batch`` tasks of the head. At 20/50/100/200 labels the session records
+
+* the estimate (:func:`al_engine.accuracy.probe_accuracy`: cross-fitted accuracy on the labeled
+  probes, 95% Wilson interval) and whether the interval covers the truth;
+* the truth: the accuracy, on the dataset's test split, of the model trained on every label,
+  and its accuracy on the still-unlabeled pool (what the probes sample; a test split can be
+  easier or harder than the pool: TREC's is easier);
+* for comparison, 5-fold cross-validation on the same labels (what the dashboard showed before:
+  biased, because the labels were chosen actively).
+
+    .venv/bin/python benchmarks/estimate_calibration.py            # 6 datasets, 10 seeds
+    .venv/bin/python benchmarks/estimate_calibration.py --dataset trec --seeds 2 --no-write
+
+Writes ``benchmarks/results/estimate_calibration.{json,md}``. Pools are capped at 5,000 tasks
+and test splits at 2,000 (seeded subsamples) to keep the run short.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from _common import DATA, RESULTS, command_line, log, md_preamble, md_table, publish, utc_now
+
+DATASETS = ("sms_spam", "trec", "ag_news", "sst2", "20newsgroups", "reuters21578")
+CHECKPOINTS = (20, 50, 100, 200)
+POOL_CAP, TEST_CAP = 5000, 2000
+
+
+def load(name: str, seed: int = 0):
+    """TF-IDF features of a dataset's pool and test split (seeded caps)."""
+    import numpy as np
+    from al_engine.simulate import featurize_pair, load_pair
+    train, test = load_pair(DATA / f"{name}.train.jsonl", DATA / f"{name}.test.jsonl")
+    rng = np.random.default_rng(seed)
+    if len(train) > POOL_CAP:
+        train = train[np.sort(rng.choice(len(train), POOL_CAP, replace=False))]
+    if len(test) > TEST_CAP:
+        test = test[np.sort(rng.choice(len(test), TEST_CAP, replace=False))]
+    return featurize_pair(train, test)
+
+
+def _strategy(multi_label: bool):
+    from al_engine.registry import make_query_strategy
+    return make_query_strategy("random" if multi_label else "diverse_mini_batch")
+
+
+def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKPOINTS) -> list:
+    """One simulated session; a row per checkpoint."""
+    import numpy as np
+    from al_engine.accuracy import place_probes, probe_accuracy
+    from al_engine.estimate import cross_validate
+    from al_engine.registry import make_classifier
+    k, multi = len(train.target_labels), train.is_multi_label
+
+    def factory():
+        return make_classifier("linear_svc", num_classes=k, multi_label=multi)
+
+    rng = np.random.default_rng(seed)
+    strategy = _strategy(multi)
+    labeled = np.zeros(0, dtype=np.int64)
+    probe = np.zeros(0, dtype=bool)
+    rows, clf = [], None
+    while labeled.size < max(checkpoints):
+        unlabeled = np.setdiff1d(np.arange(len(train)), labeled)
+        if clf is None:
+            head = rng.permutation(unlabeled)
+        else:
+            top = np.asarray(strategy.query(clf, train, unlabeled, labeled, train.y[labeled],
+                                            n=batch), dtype=np.int64)
+            head = np.concatenate([top, unlabeled[~np.isin(unlabeled, top)]])
+        order, probes = place_probes(head, share, batch, rng)
+        take = order[:batch]
+        labeled = np.concatenate([labeled, take])
+        probe = np.concatenate([probe, np.isin(take, probes)])
+        ys = train.y[labeled]
+        if (np.unique(ys).size if np.ndim(ys) == 1 else 2) >= 2:
+            clf = factory().fit(train[labeled])
+        if labeled.size in checkpoints and clf is not None:
+            rest = np.setdiff1d(np.arange(len(train)), labeled)
+            rows.append(_checkpoint(factory, clf, train[labeled], probe, test, train[rest],
+                                    seed, probe_accuracy, cross_validate))
+    return rows
+
+
+def _checkpoint(factory, clf, labeled, probe, test, pool, seed, probe_accuracy,
+                cross_validate) -> dict:
+    import numpy as np
+    from al_engine.accuracy import _correct
+    truth = float(np.mean(_correct(test.y, clf.predict(test))))
+    truth_pool = float(np.mean(_correct(pool.y, clf.predict(pool))))
+    est = probe_accuracy(factory, labeled, probe, seed=seed)
+    try:
+        cv = float(cross_validate(factory, labeled, seed=seed).mean[-1])
+    except Exception:  # noqa: BLE001 - too few labels of a class for 5 folds
+        cv = None
+    return {"labeled": len(labeled), "truth": truth, "truth_pool": truth_pool,
+            "estimate": est.to_dict(), "cv": cv,
+            "covered": est.low <= truth <= est.high,
+            "covered_pool": est.low <= truth_pool <= est.high}
+
+
+def summarize(name: str, runs: list[list[dict]], share: float) -> list[dict]:
+    """MAE, coverage and width per checkpoint over seeds."""
+    import numpy as np
+    out = []
+    for m in CHECKPOINTS:
+        cells = [r for run in runs for r in run if r["labeled"] == m]
+        have = [c for c in cells if c["estimate"]["value"] is not None]
+        err = [abs(c["estimate"]["value"] - c["truth"]) for c in have]
+        cv_err = [abs(c["cv"] - c["truth"]) for c in cells if c["cv"] is not None]
+        cv_bias = [c["cv"] - c["truth"] for c in cells if c["cv"] is not None]
+        out.append({
+            "dataset": name, "share": share, "labeled": m, "runs": len(cells),
+            "with_estimate": len(have),
+            "probes_mean": round(float(np.mean([c["estimate"]["n"] for c in cells])), 1)
+            if cells else None,
+            "truth_mean": round(float(np.mean([c["truth"] for c in cells])), 4) if cells else None,
+            "mae": round(float(np.mean(err)), 4) if err else None,
+            "coverage": round(float(np.mean([c["covered"] for c in cells])), 3) if cells else None,
+            "mae_pool": round(float(np.mean([abs(c["estimate"]["value"] - c["truth_pool"])
+                                             for c in have])), 4) if have else None,
+            "coverage_pool": round(float(np.mean([c["covered_pool"] for c in cells])), 3)
+            if cells else None,
+            "pool_mean": round(float(np.mean([c["truth_pool"] for c in cells])), 4)
+            if cells else None,
+            "width_mean": round(float(np.mean([c["estimate"]["high"] - c["estimate"]["low"]
+                                               for c in cells])), 3) if cells else None,
+            "cv_mae": round(float(np.mean(cv_err)), 4) if cv_err else None,
+            "cv_bias": round(float(np.mean(cv_bias)), 4) if cv_bias else None})
+    return out
+
+
+def markdown(res: dict, command: str) -> str:
+    lines = md_preamble("Accuracy estimate vs true test accuracy", res["date"], command)
+    lines += ["", 
+        f"Simulated sessions ({res['seeds']} seeds, batch {res['batch']}, probe share "
+        f"{res['shares']}): estimate = cross-fitted accuracy on the random probes with a 95% "
+        "Wilson interval; truth = test accuracy of the model trained on every label; CV = "
+        "5-fold cross-validation on the actively chosen labels (the old dashboard figure). "
+        "Coverage counts a session without any probe yet (interval 0-1) as covered; MAE is over "
+        "sessions with at least one probe.", ""]
+    rows = [[c["dataset"], c["share"], c["labeled"], c["probes_mean"], c["truth_mean"],
+             c["pool_mean"], c["mae"], c["coverage"], c["mae_pool"], c["coverage_pool"],
+             c["width_mean"], c["cv_mae"], c["cv_bias"]] for c in res["cells"]]
+    lines += md_table(["dataset", "share", "labels", "probes (mean)", "test acc. (mean)",
+                       "pool acc. (mean)", "MAE vs test", "coverage vs test", "MAE vs pool",
+                       "coverage vs pool", "interval width", "CV MAE vs test",
+                       "CV bias vs test"], rows)
+    lines += ["", "Over all datasets, per checkpoint (coverage: share of sessions whose 95% "
+              "interval holds the truth):", ""]
+    lines += md_table(["share", "labels", "MAE vs test", "coverage vs test", "MAE vs pool",
+                       "coverage vs pool", "CV MAE vs test"],
+                      [[o["share"], o["labeled"], o["mae"], o["coverage"], o["mae_pool"],
+                        o["coverage_pool"], o["cv_mae"]] for o in res["overall"]])
+    lines += ["", f"Total {res['seconds_total']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _overall(cells: list[dict], shares) -> list[dict]:
+    import numpy as np
+    out = []
+    for share in shares:
+        for m in CHECKPOINTS:
+            cs = [c for c in cells if c["share"] == share and c["labeled"] == m]
+            mae = [c["mae"] for c in cs if c["mae"] is not None]
+            cv = [c["cv_mae"] for c in cs if c["cv_mae"] is not None]
+            mae_pool = [c["mae_pool"] for c in cs if c["mae_pool"] is not None]
+            out.append({"share": share, "labeled": m,
+                        "mae": round(float(np.mean(mae)), 4) if mae else None,
+                        "coverage": round(float(np.mean([c["coverage"] for c in cs])), 3),
+                        "mae_pool": round(float(np.mean(mae_pool)), 4) if mae_pool else None,
+                        "coverage_pool": round(float(np.mean([c["coverage_pool"] for c in cs])),
+                                               3),
+                        "cv_mae": round(float(np.mean(cv)), 4) if cv else None})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", action="append", choices=DATASETS)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--share", type=float, action="append", help="probe share (default 0.1)")
+    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--out", default=str(RESULTS / "estimate_calibration"))
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    shares = args.share or [0.1]
+    t0 = time.perf_counter()
+    cells, raw = [], {}
+    for name in args.dataset or DATASETS:
+        train, test = load(name)
+        for share in shares:
+            runs = []
+            for seed in range(args.seeds):
+                runs.append(session(train, test, share, args.batch, seed))
+                log(f"{name} share={share} seed={seed}: " + ", ".join(
+                    f"{r['labeled']}: est {r['estimate']['value']} (n={r['estimate']['n']}) "
+                    f"truth {r['truth']:.3f}" for r in runs[-1]))
+            raw[f"{name}/{share}"] = runs
+            cells += summarize(name, runs, share)
+    res = {"date": utc_now(), "seeds": args.seeds, "batch": args.batch, "shares": shares,
+           "cells": cells, "overall": _overall(cells, shares), "runs": raw,
+           "seconds_total": round(time.perf_counter() - t0, 1)}
+    publish(args.out, res, markdown(res, command_line(__file__, argv)), write=not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
