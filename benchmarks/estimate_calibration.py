@@ -68,6 +68,7 @@ def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKP
     labeled = np.zeros(0, dtype=np.int64)
     probe = np.zeros(0, dtype=bool)
     rows, clf = [], None
+    stops = _Stops(k, multi, test)
     while labeled.size < max(checkpoints):
         unlabeled = np.setdiff1d(np.arange(len(train)), labeled)
         if clf is None:
@@ -83,11 +84,49 @@ def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKP
         ys = train.y[labeled]
         if (np.unique(ys).size if np.ndim(ys) == 1 else 2) >= 2:
             clf = factory().fit(train[labeled])
+            stops.feed(clf, train, labeled, probe, factory, seed)
         if labeled.size in checkpoints and clf is not None:
             rest = np.setdiff1d(np.arange(len(train)), labeled)
             rows.append(_checkpoint(factory, clf, train[labeled], probe, test, train[rest],
                                     seed, probe_accuracy, cross_validate))
-    return rows
+    return rows, stops.first
+
+
+class _Stops:
+    """The dashboard's default stopping criteria fed after every model, as a round does
+    (the pool as stopping set); for each, the first time it says stop: labels, test accuracy,
+    the majority label's test accuracy, and whether the probe estimate held the stop back."""
+
+    NAMES = ("kappa_average", "classification_change", "overall_uncertainty", "delta_f_score")
+
+    def __init__(self, k: int, multi: bool, test):
+        from al_engine.simulate import build_stopping_criteria
+        self.criteria, _ = build_stopping_criteria(k, multi, rounds=20, names=self.NAMES)
+        self.multi, self.test = multi, test
+        self.first: dict[str, dict | None] = {name: None for name in self.criteria}
+
+    def feed(self, clf, train, labeled, probe, factory, seed) -> None:
+        import numpy as np
+        from al_engine.accuracy import _correct, probe_accuracy
+        from al_engine.stopping_set import criterion_step, stop_arguments
+        unlabeled = np.setdiff1d(np.arange(len(train)), labeled)
+        kwargs = stop_arguments(clf.predict_proba(train), self.multi, unlabeled)
+        fired = [name for name, crit in self.criteria.items()
+                 if criterion_step(crit, **kwargs)[0] and self.first[name] is None]
+        if not fired:
+            return
+        test = self.test
+        acc = float(np.mean(_correct(test.y, clf.predict(test))))
+        est = probe_accuracy(factory, train[labeled], probe, seed=seed)
+        majority = None
+        if not self.multi:
+            major = np.bincount(np.asarray(train.y[labeled], dtype=np.int64)).argmax()
+            majority = float(np.mean(np.asarray(test.y) == major))
+        for name in fired:
+            self.first[name] = {"labeled": int(labeled.size), "test_accuracy": acc,
+                                "majority_test_accuracy": majority,
+                                "held": est.beats_majority is not True,
+                                "estimate": est.to_dict()}
 
 
 def _checkpoint(factory, clf, labeled, probe, test, pool, seed, probe_accuracy,
@@ -138,6 +177,33 @@ def summarize(name: str, runs: list[list[dict]], share: float) -> list[dict]:
     return out
 
 
+#: a stop "at chance": the model's test accuracy is at most this far above the majority label's
+CHANCE_MARGIN = 0.02
+
+
+def summarize_stops(name: str, share: float, runs: list, stops: list[dict]) -> list[dict]:
+    """Per criterion: how often it fired within the session, when, how far below the
+    session's last accuracy, and how often at chance accuracy (and then held back)."""
+    import numpy as np
+    last = [run[-1]["truth"] for run in runs if run]
+    out = []
+    for crit in sorted({c for s in stops for c in s}):
+        fires = [s[crit] for s in stops if s.get(crit)]
+        chance = [f for f in fires if f["majority_test_accuracy"] is not None and
+                  f["test_accuracy"] <= f["majority_test_accuracy"] + CHANCE_MARGIN]
+        out.append({
+            "dataset": name, "share": share, "criterion": crit, "sessions": len(stops),
+            "fired": len(fires),
+            "median_labels": int(np.median([f["labeled"] for f in fires])) if fires else None,
+            "accuracy_at_stop": round(float(np.mean([f["test_accuracy"] for f in fires])), 4)
+            if fires else None,
+            "accuracy_at_end": round(float(np.mean(last)), 4) if last else None,
+            "at_chance": len(chance), "at_chance_shown_as_stop": sum(not f["held"]
+                                                                    for f in chance),
+            "held": sum(f["held"] for f in fires)})
+    return out
+
+
 def markdown(res: dict, command: str) -> str:
     lines = md_preamble("Accuracy estimate vs true test accuracy", res["date"], command)
     lines += ["", 
@@ -160,6 +226,19 @@ def markdown(res: dict, command: str) -> str:
                        "coverage vs pool", "CV MAE vs test"],
                       [[o["share"], o["labeled"], o["mae"], o["coverage"], o["mae_pool"],
                         o["coverage_pool"], o["cv_mae"]] for o in res["overall"]])
+    lines += ["", "## Stopping criteria in the same sessions", "",
+              "The dashboard's criteria with default parameters, fed after every model (the "
+              f"pool as stopping set); a session ends at {max(CHECKPOINTS)} labels. *At chance*: "
+              f"test accuracy at most {CHANCE_MARGIN} above always answering the majority label. "
+              "*Held*: the probe estimate did not show the model beats the majority label, so "
+              "the dashboard shows the stop as held (keep labeling).", ""]
+    lines += md_table(["dataset", "share", "criterion", "fired / sessions", "median labels",
+                       "test acc. at stop", f"test acc. at {max(CHECKPOINTS)}", "at chance",
+                       "at chance shown as stop", "held"],
+                      [[r["dataset"], r["share"], r["criterion"],
+                        f"{r['fired']} / {r['sessions']}", r["median_labels"],
+                        r["accuracy_at_stop"], r["accuracy_at_end"], r["at_chance"],
+                        r["at_chance_shown_as_stop"], r["held"]] for r in res["stopping"]])
     lines += ["", f"Total {res['seconds_total']} s."]
     return "\n".join(lines) + "\n"
 
@@ -194,20 +273,24 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     shares = args.share or [0.1]
     t0 = time.perf_counter()
-    cells, raw = [], {}
+    cells, raw, stop_rows = [], {}, []
     for name in args.dataset or DATASETS:
         train, test = load(name)
         for share in shares:
-            runs = []
+            runs, stops = [], []
             for seed in range(args.seeds):
-                runs.append(session(train, test, share, args.batch, seed))
+                rows, first = session(train, test, share, args.batch, seed)
+                runs.append(rows)
+                stops.append(first)
                 log(f"{name} share={share} seed={seed}: " + ", ".join(
                     f"{r['labeled']}: est {r['estimate']['value']} (n={r['estimate']['n']}) "
                     f"truth {r['truth']:.3f}" for r in runs[-1]))
-            raw[f"{name}/{share}"] = runs
+            raw[f"{name}/{share}"] = {"checkpoints": runs, "stops": stops}
             cells += summarize(name, runs, share)
+            stop_rows += summarize_stops(name, share, runs, stops)
     res = {"date": utc_now(), "seeds": args.seeds, "batch": args.batch, "shares": shares,
-           "cells": cells, "overall": _overall(cells, shares), "runs": raw,
+           "cells": cells, "overall": _overall(cells, shares), "stopping": stop_rows,
+           "runs": raw,
            "seconds_total": round(time.perf_counter() - t0, 1)}
     publish(args.out, res, markdown(res, command_line(__file__, argv)), write=not args.no_write)
     return 0
