@@ -237,7 +237,9 @@ def markdown(result: dict) -> str:
             for f, s in [*result["families"].items(),
                          ("**all**", {**total, "seconds": result["seconds"]["baseline"]})]]
     lines += md_table(header, rows, "l" + "r" * 10)
-    lines += ["", "The last column of **all** is the baseline run's time (small-text unchanged).",
+    lines += ["", "**all** sums the family runs (the `exceptions` family reruns the other families' "
+              "tests, so a test can count in two families); its last column is the baseline "
+              "run's time (small-text unchanged).",
               "", f"## Failing tests ({len(result['failures'])})", ""]
     lines += md_table(("family", "test", "outcome", "reason", "where"),
                       [(r["family"], f"`{_short(r['test'])}`", r["outcome"],

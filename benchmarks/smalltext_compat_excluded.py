@@ -5,7 +5,8 @@ its behaviour, in one of three ways:
 
 - **str**: it compares ``str()``/``repr()`` of an object with small-text's exact text;
 - **private**: it reads, replaces or spies on a private (``_``-prefixed) attribute or method
-  of the object under test (``_retrain``, ``_clf_factory``, ``_subsample``, ...);
+  of the object under test (``_retrain``, ``_clf_factory``, ``_index_to_position``,
+  ``_subsample``, ...), also through a helper method of the test class;
 - **internal mock**: it patches a module-level function by its small-text or scikit-learn
   path (``small_text.query_strategies.strategies.normalize``,
   ``small_text.initialization.strategies.stratified_sampling``) and asserts how it was called.
@@ -94,6 +95,9 @@ EXCLUDED: dict[str, str] = {
     f"{_AL}::*::test_init_with_kwargs": _private("PoolBasedActiveLearner._clf_factory"),
     f"{_AL}::*::test_update_with_unlabeled_instances": _private("PoolBasedActiveLearner._clf_factory"),
     f"{_AL}::*::test_update_reuse_model": _private("PoolBasedActiveLearner._clf"),
+    **{f"{_AL}::*::{name}": _private("PoolBasedActiveLearner._index_to_position") for name in (
+        "test_initialize_data", "test_initialize_data_with_indices_ignored",
+        "test_initialize_data_with_validation_set_given")},
     **{f"{_AL}::*::{name}": _RETRAIN for name in (
         "test_update", "test_update_with_ignored_samples", "test_update_with_only_ignored_samples",
         "test_update_with_validation_set_given", "test_update_duplicate_indices_in_labeled_pool",

@@ -153,8 +153,8 @@ def pytest_runtest_call(item):
 class _Recorder:
     """Collects one record per test: ``nodeid``, ``outcome`` (passed, failed, error,
     skipped), ``reason`` (the exception's first line), ``where`` (the innermost al_engine
-    frame of the traceback, else the innermost frame) and ``used`` (small-text names whose
-    substitute ran); collection errors as records with outcome ``collection_error``."""
+    frame of the traceback, else the innermost frame of small-text's tests) and ``used``
+    (small-text names whose substitute ran); collection errors as records with outcome ``collection_error``."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -198,7 +198,8 @@ def _reason(excinfo) -> tuple[str, str]:
     frames = [(str(e.path), e.lineno + 1) for e in excinfo.traceback
               if Path(str(e.path)).name != Path(__file__).name]
     ours = [f for f in frames if "/al_engine/" in f[0]]
-    path, line = (ours or frames or [("", 0)])[-1]
+    tests = [f for f in frames if "/tests/" in f[0]]
+    path, line = (ours or tests or frames or [("", 0)])[-1]
     if "/al_engine/" in path:
         path = "al_engine/" + path.rsplit("/al_engine/", 1)[1]
     elif "/tests/" in path:
