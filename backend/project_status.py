@@ -95,6 +95,14 @@ def _round_row(r: dict) -> dict:
             "warning": r.get("warning")}
 
 
+def _mark_probes(store, project_id: int, version: str | None, tasks: list[dict]) -> list[dict]:
+    """``tasks`` with ``"probe": True`` on the random probes of ``version``'s ranking."""
+    from backend.probes import ProbeLog
+    log = ProbeLog.load(store, project_id)
+    probes = set(log.serving.tolist()) if log.version == version else set()
+    return [{**t, "probe": t["task"] in probes} for t in tasks]
+
+
 def _curve_point(r: dict) -> dict:
     """One trained round on the learning curve: the probe estimate with its interval, and the
     cross-validated figures (biased: computed on actively chosen labels)."""
@@ -190,7 +198,8 @@ def status_details(store, settings, project_id: int) -> dict[str, Any]:
         "labels_needed": labels_needed_view(last_metrics.get("labels_needed"), estimate),
         "stopping_history": history,
         **stop_view((last_ok.get("stopping") or {}).get("stop"), estimate),
-        "next_tasks": next_tasks(store, project_id, version),
+        "next_tasks": _mark_probes(store, project_id, version,
+                                   next_tasks(store, project_id, version)),
         "rounds": [_round_row(r) for r in records],
     }
 

@@ -12,6 +12,15 @@ from tests.backend.conftest import SINGLE_CONFIG, FakeLabelStudio, make_tasks
 from tests.backend.test_training import NEG, POS, setup_project
 
 
+def _label(store, ls, labels: dict) -> None:
+    """Annotate tasks in the fake Label Studio and announce each as a webhook would."""
+    for t, label in labels.items():
+        ls.annotate(t, [label])
+        store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train",
+                               "annotation": {"id": ls.tasks[t - 1]["annotations"][-1]["id"],
+                                              "task": t}})
+
+
 def test_probe_log_counts_only_the_serving_rankings_probes():
     log = ProbeLog()
     assert log.note_labels([1, 2], 1, None) == 0  # nothing served yet
@@ -37,11 +46,7 @@ def test_round_queues_probes_and_counts_them_when_labeled(settings):
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and rec["cold_start"]
     assert rec["probes"]["queued"] == 0  # a cold start serves its own picks first
-    ls.annotate(1, ["pos"]); ls.annotate(6, ["neg"])
-    for t in (1, 6):
-        store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train",
-                               "annotation": {"id": ls.tasks[t - 1]["annotations"][-1]["id"],
-                                              "task": t}})
+    _label(store, ls, {1: "pos", 6: "neg"})
     rec = training.run_round(1, settings, store, ls)
     assert rec["status"] == "ok" and not rec["cold_start"]
     log = ProbeLog.load(store, 1)
@@ -53,12 +58,7 @@ def test_round_queues_probes_and_counts_them_when_labeled(settings):
     # label every task of 1..10 and the first probes: the probes are counted next round
     labeled = set(range(2, 11)) - {6} | {int(t) for t in log.serving[:4]}
     counted = labeled & set(log.serving.tolist())  # the first 4 probes, and any among 1..10
-    for t in sorted(labeled):
-        label = "pos" if "great" in texts[t - 1] else "neg"
-        ls.annotate(t, [label])
-        ann = ls.tasks[t - 1]["annotations"][-1]["id"]
-        store.append_event(1, {"action": "ANNOTATION_CREATED", "project": 1, "handled": "train",
-                               "annotation": {"id": ann, "task": t}})
+    _label(store, ls, {t: "pos" if "great" in texts[t - 1] else "neg" for t in sorted(labeled)})
     rec2 = training.run_round(1, settings, store, ls)
     assert rec2["status"] == "ok" and not rec2["cold_start"]
     assert rec2["probes"]["new"] == rec2["probes"]["labeled"] == len(counted)
@@ -106,3 +106,19 @@ def test_place_probes_slots_are_seeded_per_round():
     b = place_probes(order, 0.2, 30, np.random.default_rng([0, 3]))[1]
     c = place_probes(order, 0.2, 30, np.random.default_rng([0, 4]))[1]
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
+
+
+def test_status_marks_the_random_tasks_of_the_queue(settings):
+    from backend.project_status import status_details
+    settings = replace(settings, probe_share=0.5)
+    store = Store(settings.model_dir)
+    ls = FakeLabelStudio(make_tasks(POS + NEG + [f"text {i}" for i in range(20)]))
+    setup_project(store, SINGLE_CONFIG, 1, ls)
+    training.run_round(1, settings, store, ls)
+    _label(store, ls, {1: "pos", 6: "neg"})
+    rec = training.run_round(1, settings, store, ls)
+    assert not rec["cold_start"]
+    queue = status_details(store, settings, 1)["next_tasks"]
+    assert {t["task"] for t in queue if t["probe"]} == set(rec["probes"]["tasks"]) & \
+        {t["task"] for t in queue}
+    assert any(t["probe"] for t in queue) and not all(t["probe"] for t in queue)
