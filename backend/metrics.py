@@ -119,7 +119,7 @@ def evaluate_criteria(store, project_id: int, ids: np.ndarray, proba: np.ndarray
 
 
 def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.ndarray,
-                  ids: np.ndarray, proba: np.ndarray, is_probe: np.ndarray | None = None,
+                  ids: np.ndarray, proba: np.ndarray, probes=None,
                   max_labeled: int = 2000, n_splits: int = 5, n_sizes: int = 6
                   ) -> RoundMetrics:
     """The ``"metrics"`` entry of a trained round's audit record (never raises).
@@ -139,8 +139,8 @@ def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.nda
         Task id of every row of ``ds`` / ``proba``.
     proba : ndarray of shape (n, K)
         The round's predictions for every task.
-    is_probe : ndarray of bool, shape (len(idx_labeled),), optional
-        Which labeled tasks are random probes (``backend.probes``); None: none.
+    probes : backend.probes.ProbeLog, optional
+        The project's random probes (which labeled tasks are probes); None: none.
     max_labeled, n_splits, n_sizes : int
         Cross-validation budget (``n_splits``, ``n_sizes``: the engine's defaults).
     """
@@ -151,7 +151,8 @@ def round_metrics(store, project_id: int, settings, cfg, ds, idx_labeled: np.nda
         out["class_counts"] = class_counts(ds.y[idx_labeled], labels)
     except Exception as exc:  # noqa: BLE001
         out["class_counts_error"] = f"{type(exc).__name__}: {exc}"
-    out["accuracy_estimate"] = accuracy_estimate(settings, cfg, ds, idx_labeled, is_probe)
+    out["accuracy_estimate"] = accuracy_estimate(settings, cfg, ds, idx_labeled,
+                                                 np.asarray(ids)[idx_labeled], probes)
     out["cv"] = _cv(settings, cfg, ds, idx_labeled, len(ids), max_labeled, n_splits, n_sizes)
     out["labels_needed"] = out["cv"].pop("labels_needed", None)
     try:
@@ -198,23 +199,25 @@ def _factory(settings, cfg):
     return factory
 
 
-def accuracy_estimate(settings, cfg, ds, idx_labeled, is_probe) -> dict:
-    """The unbiased accuracy estimate from the labeled random probes
-    (:func:`al_engine.accuracy.probe_accuracy`) as a dict, with the majority label's name; or
-    ``{"value": None, "n", "reason"}``. Never raises."""
+def accuracy_estimate(settings, cfg, ds, idx_labeled, labeled_ids, probes) -> dict:
+    """The unbiased accuracy estimate from the labeled random probes as a dict (with the
+    majority label's name), or ``{"value": None, "n", "reason"}``. Never raises.
+
+    Classifiers cheap to refit: :func:`al_engine.accuracy.probe_accuracy` (cross-fitted over
+    the probes: the current model, minus a fold). Others: prequential, each probe scored by
+    the model that served when it was labeled (:func:`prequential_accuracy`)."""
     from al_engine.accuracy import METHOD, probe_accuracy
     from al_engine.registry import classifier_traits
-    is_probe = np.zeros(idx_labeled.size, bool) if is_probe is None else np.asarray(is_probe)
+    is_probe = np.zeros(idx_labeled.size, bool) if probes is None else probes.mask(labeled_ids)
     n = int(is_probe.sum())
-    reason = None
     if n == 0:
-        reason = ("no random probe labeled yet" if settings.probe_share > 0 else
-                  "AL_PROBE_SHARE=0: no random probes are queued, so no unbiased estimate")
-    elif not classifier_traits(settings.classifier)["cheap_to_refit"]:
-        reason = f"not estimated: {settings.classifier} is too expensive to refit per round"
-    if reason:
-        return {"value": None, "n": n, "method": METHOD, "reason": reason}
+        return {"value": None, "n": 0, "method": METHOD, "reason": (
+            "no random probe labeled yet" if settings.probe_share > 0 else
+            "AL_PROBE_SHARE=0: no random probes are queued, so no unbiased estimate")}
     try:
+        if not classifier_traits(settings.classifier)["cheap_to_refit"]:
+            return prequential_accuracy(cfg, ds.y[idx_labeled][is_probe],
+                                        np.asarray(labeled_ids)[is_probe], probes)
         est = probe_accuracy(_factory(settings, cfg), ds[idx_labeled], is_probe,
                              seed=settings.seed).to_dict()
     except Exception as exc:  # noqa: BLE001
@@ -223,6 +226,31 @@ def accuracy_estimate(settings, cfg, ds, idx_labeled, is_probe) -> dict:
                 "reason": f"estimate failed: {type(exc).__name__}: {exc}"}
     if est.get("majority_label") is not None:
         est["majority_label"] = list(cfg.labels)[est["majority_label"]]
+    return est
+
+
+PREQUENTIAL = "random probes, each scored by the model serving when it was labeled, Wilson"
+
+
+def prequential_accuracy(cfg, y_probes, probe_ids, probes) -> dict:
+    """Accuracy of the predictions the serving rankings made for the labeled probes (before
+    their labels were known), with a Wilson interval; probes labeled while no model served
+    are left out. Lags the current model (older models scored older probes)."""
+    from al_engine.accuracy import AccuracyEstimate, wilson_interval
+    names = list(cfg.labels)
+    if sp.issparse(y_probes) or np.ndim(y_probes) == 2:
+        rows = sp.csr_matrix(y_probes).toarray().astype(bool)
+        truth = [sorted(names[j] for j in np.flatnonzero(r)) for r in rows]
+    else:
+        truth = [[names[int(c)]] for c in np.asarray(y_probes)]
+    pairs = [(sorted(probes.predicted.get(int(t)) or []), want)
+             for t, want in zip(probe_ids, truth) if probes.predicted.get(int(t))]
+    c = sum(p == want for p, want in pairs)
+    low, high = wilson_interval(c, len(pairs))
+    est = AccuracyEstimate(value=c / len(pairs) if pairs else None, low=low, high=high,
+                           n=len(pairs), method=PREQUENTIAL).to_dict()
+    if not pairs:
+        est["reason"] = "no probe was labeled while a model served"
     return est
 
 

@@ -28,38 +28,50 @@ class ProbeLog:
         Probe task ids of that ranking.
     labeled : dict of int to int
         Labeled probe task id -> the round that counted it.
+    predicted : dict of int to list of str
+        Labeled probe task id -> the labels the serving ranking predicted for it (a model
+        that had not seen its label; empty when that ranking had no model): the prequential
+        estimate for classifiers too expensive to refit (``backend.metrics``).
     """
 
-    def __init__(self, version: str | None = None, serving=(), labeled: dict | None = None):
+    def __init__(self, version: str | None = None, serving=(), labeled: dict | None = None,
+                 predicted: dict | None = None):
         self.version = version
         self.serving = np.asarray(serving, dtype=np.int64).reshape(-1)
         self.labeled = dict(labeled or {})
+        self.predicted = dict(predicted or {})
 
     @classmethod
     def load(cls, store, project_id: int) -> "ProbeLog":
         state = store.load_state(project_id, STATE)
         if not isinstance(state, dict):
             return cls()
-        return cls(state.get("version"), state.get("serving", ()), state.get("labeled"))
+        return cls(state.get("version"), state.get("serving", ()), state.get("labeled"),
+                   state.get("predicted"))
 
     def save(self, store, project_id: int) -> None:
         store.save_state(project_id, STATE, {"version": self.version,
                                              "serving": self.serving.tolist(),
-                                             "labeled": self.labeled})
+                                             "labeled": self.labeled,
+                                             "predicted": self.predicted})
 
-    def note_labels(self, labeled_ids, round_no: int, serving_version: str | None) -> int:
+    def note_labels(self, labeled_ids, round_no: int, serving_version: str | None,
+                    ranking=None) -> int:
         """Count the serving ranking's probes that are labeled now; returns how many are new.
 
         ``serving_version`` is the version serving when the round started: probes are only
         taken from this log when it belongs to that version (a round that failed before its
-        switch left the log of an older ranking)."""
+        switch left the log of an older ranking). ``ranking`` (that version's
+        :class:`~backend.ranking.Ranking`) gives the labels predicted for them."""
         if self.version is None or self.version != serving_version or not self.serving.size:
             return 0
         now = np.asarray(labeled_ids, dtype=np.int64)
         new = [int(t) for t in self.serving[np.isin(self.serving, now)] if int(t) not in
                self.labeled]
-        for t in new:
+        entries = ranking.lookup(new) if ranking is not None else [None] * len(new)
+        for t, entry in zip(new, entries):
             self.labeled[t] = int(round_no)
+            self.predicted[t] = [] if entry is None else list(entry.labels)
         return len(new)
 
     def serve(self, version: str, probe_ids) -> None:

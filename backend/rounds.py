@@ -284,7 +284,9 @@ class Round:
         from al_engine.accuracy import place_probes
         rec, settings = self.rec, self.settings
         self.probes = ProbeLog.load(self.store, self.pid)
-        new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous)
+        serving = self.store.load_ranking(self.pid, rec.previous) if rec.previous and \
+            self.probes.version == rec.previous else None
+        new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous, serving)
         rng = np.random.default_rng([settings.seed, rec.round])
         # none in a cold-start round: the first task an annotator gets is a chosen one
         share = 0.0 if rec.cold_start else settings.probe_share
@@ -461,7 +463,6 @@ class Round:
             return
         from backend.metrics import round_metrics
         ds, idx_l, ids, proba = self.model_state
-        is_probe = None if self.probes is None else self.probes.mask(ids[idx_l])
         self.rec.metrics = round_metrics(self.store, self.pid, self.settings, self.cfg, ds,
-                                         idx_l, ids, proba, is_probe=is_probe)
+                                         idx_l, ids, proba, probes=self.probes)
         self.store.save_state(self.pid, "metrics_at", time.time())

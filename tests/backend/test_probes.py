@@ -122,3 +122,24 @@ def test_status_marks_the_random_tasks_of_the_queue(settings):
     assert {t["task"] for t in queue if t["probe"]} == set(rec["probes"]["tasks"]) & \
         {t["task"] for t in queue}
     assert any(t["probe"] for t in queue) and not all(t["probe"] for t in queue)
+
+
+def test_prequential_estimate_scores_the_serving_predictions():
+    """For classifiers too expensive to refit: each probe is scored by the prediction the
+    serving ranking held for it when it got labeled. Probes 3 and 4 predicted 'pos', 5 'neg'
+    (a cold-start ranking would give no label: probe 9 is left out)."""
+    from backend.metrics import PREQUENTIAL, prequential_accuracy
+    from backend.labelconfig import parse_label_config
+    from backend.ranking import Ranking
+    from al_engine.accuracy import wilson_interval
+    ranking = Ranking.build([3, 4, 5, 9], [0.0, 0.3, 0.6, 1.0],
+                            [["pos"], ["pos"], ["neg"], []], None, ["pos", "neg"], False)
+    log = ProbeLog("v1", [3, 4, 5, 9])
+    assert log.note_labels([3, 4, 5, 9], 2, "v1", ranking) == 4
+    assert log.predicted == {3: ["pos"], 4: ["pos"], 5: ["neg"], 9: []}
+    cfg = parse_label_config(SINGLE_CONFIG)
+    # truth: 3 pos (right), 4 neg (wrong), 5 neg (right), 9 pos (no prediction: left out)
+    y = np.array([cfg.labels.index(x) for x in ("pos", "neg", "neg", "pos")])
+    est = prequential_accuracy(cfg, y, [3, 4, 5, 9], log)
+    assert est["n"] == 3 and est["value"] == round(2 / 3, 4) and est["method"] == PREQUENTIAL
+    assert (est["low"], est["high"]) == tuple(round(v, 4) for v in wilson_interval(2, 3))
