@@ -1,0 +1,72 @@
+"""small-text's datasets (``SklearnDataset``, ``TextDataset`` and their views) where the engine
+takes a :class:`~al_engine.data.Dataset`.
+
+Recognised by duck typing (``x``, ``y``, ``is_multi_label``; not our class), so small-text is
+never imported here. A small-text dataset's ``x`` is a feature matrix (``SklearnDataset``) or a
+list of texts (``TextDataset``); ``y`` is an int vector with -1 for unlabeled rows, or a CSR
+label indicator matrix (multi-label, every row counts as labeled, as in small-text).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from al_engine.data import Dataset
+
+
+def is_small_text_dataset(dataset: Any) -> bool:
+    """Whether ``dataset`` is a small-text dataset or view (duck-typed), not one of ours."""
+    return (not isinstance(dataset, Dataset) and hasattr(dataset, "is_multi_label")
+            and hasattr(dataset, "x") and hasattr(dataset, "y"))
+
+
+def as_engine_dataset(dataset: Any) -> Dataset:
+    """``dataset`` as our :class:`~al_engine.data.Dataset` (ours: returned as is; small-text's:
+    wrapped, sharing its arrays where numpy allows).
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is neither ours nor small-text's.
+    """
+    if isinstance(dataset, Dataset):
+        return dataset
+    if not is_small_text_dataset(dataset):
+        raise TypeError("expected an al_engine Dataset or a small-text dataset (x, y, "
+                        f"is_multi_label), got {type(dataset).__name__}")
+    x, y, multi_label = dataset.x, dataset.y, bool(dataset.is_multi_label)
+    texts = None
+    if not (sp.issparse(x) or (isinstance(x, np.ndarray) and x.ndim == 2)):
+        texts, x = (list(x) if len(x) else None), None  # TextDataset: x holds the texts
+    if x is None and texts is None:  # an empty dataset
+        x = np.empty((0, 0))
+    labeled = np.ones(len(dataset), dtype=bool) if multi_label else None
+    return Dataset(x=x, y=y, texts=texts, multi_label=multi_label, labeled=labeled)
+
+
+def labeled_subset(dataset: Any, indices: np.ndarray, y) -> Any:
+    """The rows ``indices`` of ``dataset`` carrying the labels ``y``, of ``dataset``'s kind
+    (a small-text pool gives a small-text dataset, so a small-text classifier can train on it)."""
+    subset = dataset[indices]
+    if not isinstance(subset, Dataset) and hasattr(subset, "clone"):
+        subset = subset.clone()  # a small-text view refuses to set y
+    subset.y = y
+    return subset
+
+
+def dataset_length(data: Any) -> int:
+    """Number of rows of a dataset, matrix or sequence (small-text's ``list_length``).
+
+    Raises
+    ------
+    ValueError
+        If ``data`` has neither ``shape`` nor a length.
+    """
+    if sp.issparse(data) or isinstance(data, np.ndarray):
+        return int(data.shape[0])
+    try:
+        return len(data)
+    except TypeError:
+        raise ValueError(f"cannot tell the number of rows of a {type(data).__name__}") from None
