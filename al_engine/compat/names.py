@@ -64,18 +64,19 @@ FAMILIES: dict[str, dict[str, str | None]] = {
     },
     "initialization": {
         "small_text.initialization.strategies.random_initialization":
-            "al_engine.init:RandomInitialization()",
+            "al_engine.init:random_initialization",
         "small_text.initialization.strategies.random_initialization_stratified":
-            "al_engine.init:RandomStratifiedInitialization()",
+            "al_engine.init:random_initialization_stratified",
         "small_text.initialization.strategies.random_initialization_balanced":
-            "al_engine.init:RandomBalancedInitialization()",
+            "al_engine.init:random_initialization_balanced",
     },
     "classifiers": {
         "small_text.classifiers.classification.SklearnClassifier":
             "al_engine.classifiers.sklearn:SklearnClassifier",
         "small_text.classifiers.classification.ConfidenceEnhancedLinearSVC":
             "al_engine.classifiers.sklearn:ConfidenceEnhancedLinearSVC",
-        "small_text.classifiers.factories.SklearnClassifierFactory": None,
+        "small_text.classifiers.factories.SklearnClassifierFactory":
+            "al_engine.classifiers.sklearn:SklearnClassifierFactory",
     },
     "active_learner": {
         "small_text.active_learner.PoolBasedActiveLearner": "al_engine.learner:PoolBasedActiveLearner",
