@@ -172,7 +172,7 @@ class PoolBasedActiveLearner:
         self._featurize()
         self._initialized = True
         if retrain:
-            self._retrain(indices_validation)
+            self._retrain(indices_validation=indices_validation)
         return self
 
     def initialize(self, init_strategy, y_oracle, n: int,
@@ -293,7 +293,7 @@ class PoolBasedActiveLearner:
         self.y = sp.vstack([self.y, y], format="csr") if self.multi_label else np.concatenate([self.y, y])
         self.indices_queried = None
         if retrain:
-            self._retrain(indices_validation)
+            self._retrain(indices_validation=indices_validation)
         return self
 
     def update_label_at(self, index: int, y, retrain: bool = False,
@@ -309,7 +309,7 @@ class PoolBasedActiveLearner:
             else:
                 self.y[hit[0]] = y[0]
             if retrain:
-                self._retrain(indices_validation)
+                self._retrain(indices_validation=indices_validation)
             return self
         if np.isin(index, self.indices_ignored):
             raise ValueError(f"position {index} is ignored and cannot be labeled")
@@ -327,7 +327,7 @@ class PoolBasedActiveLearner:
             raise ValueError(f"position {index} is not labeled")
         self._drop_label(hit[0])
         if retrain:
-            self._retrain(x_indices_validation)
+            self._retrain(indices_validation=x_indices_validation)
         return self
 
     def ignore_sample_at(self, index: int, retrain: bool = False,
@@ -341,7 +341,7 @@ class PoolBasedActiveLearner:
         if not np.isin(index, self.indices_ignored):
             self.indices_ignored = np.concatenate([self.indices_ignored, [index]])
         if hit.size and retrain:
-            self._retrain(indices_validation)
+            self._retrain(indices_validation=indices_validation)
         return self
 
     def _drop_label(self, position: int) -> None:
@@ -353,12 +353,26 @@ class PoolBasedActiveLearner:
     # ------------------------------------------------------------------ persistence
     def save(self, file) -> None:
         """Write this learner (pool, labels, classifier, strategy) to ``file`` (a path, a
-        string or a binary file handle) with :mod:`pickle`; read it with :meth:`load`."""
+        string or a binary file handle) with :mod:`pickle`; read it with :meth:`load`.
+
+        Everything must be picklable, the classifier factory too: an object with ``new()``
+        (e.g. :class:`~al_engine.classifiers.base.ClassifierFactory`) or a module-level
+        function, not a lambda (small-text pickles with dill, which takes lambdas).
+
+        Raises
+        ------
+        TypeError
+            If a part of the learner cannot be pickled (nothing is written).
+        """
+        try:
+            data = pickle.dumps(self)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise TypeError(f"cannot pickle this learner ({exc}); its classifier factory, "
+                            "classifier and query strategy must be picklable") from exc
         if isinstance(file, (str, Path)):
-            with open(file, "wb") as f:
-                pickle.dump(self, f)
+            Path(file).write_bytes(data)
         else:
-            pickle.dump(self, file)
+            file.write(data)
 
     @classmethod
     def load(cls, file) -> "PoolBasedActiveLearner":
