@@ -29,7 +29,7 @@ from sklearn.svm import LinearSVC
 
 from al_engine._param_validation import POSITIVE_INT, validate_params
 from al_engine.classifiers.base import Classifier, labels_from_proba
-from al_engine.compat.datasets import as_engine_dataset
+from al_engine.compat.datasets import as_engine_dataset, is_small_text_dataset
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 from al_engine.features import TfidfFeaturizer
 
@@ -302,18 +302,20 @@ class SklearnClassifier(Classifier):
 
     def predict_proba(self, dataset) -> np.ndarray:
         """Probabilities ``(len(dataset), num_classes)`` in class-id order; for multi-label
-        the per-label probabilities (dense; rows need not sum to one). For an empty dataset,
-        small-text's empty result: a ``(0, num_classes)`` float array, a CSR matrix when
-        multi-label."""
+        the per-label probabilities (dense; rows need not sum to one). An empty dataset gives
+        a ``(0, num_classes)`` float array; an empty *small-text* dataset gives small-text's
+        empty result (a CSR matrix when multi-label), which small-text code expects."""
         self._check_fitted()
         if len(dataset) == 0:
-            return self._empty(np.float64)
+            if is_small_text_dataset(dataset):
+                return self._small_text_empty_result(np.float64)
+            return np.empty((0, self.num_classes), dtype=np.float64)
         return self._proba_of_x(self._x(as_engine_dataset(dataset)))
 
-    def _empty(self, dtype):
+    def _small_text_empty_result(self, dtype):
         if self.multi_label:
             return sp.csr_matrix((0, self.num_classes), dtype=dtype)
-        return np.empty((0, self.num_classes) if dtype == np.float64 else 0, dtype=dtype)
+        return np.empty((0, self.num_classes), dtype=dtype)
 
     def predict(self, dataset, return_proba: bool = False, multi_label_threshold: float = 0.5):
         """Class ids (argmax of :meth:`predict_proba`, ties to the lower id) or, multi-label,
@@ -324,10 +326,10 @@ class SklearnClassifier(Classifier):
         predicted labels' probabilities in the multi-label case).
         """
         proba = self.predict_proba(dataset)
-        if len(dataset) == 0:
-            pred = self._empty(np.int64)
-            return (pred, proba) if return_proba else pred
-        pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
+        if len(dataset) == 0 and is_small_text_dataset(dataset):
+            pred = self._small_text_empty_result(np.int64)
+        else:
+            pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
         return (pred, proba) if return_proba else pred
 
     def embed(self, dataset, return_proba: bool = False, **kwargs):

@@ -334,3 +334,15 @@ def test_factory_clones_its_template_and_rejects_non_estimators():
     assert a.estimator.C == 3.0 and a.num_classes == 4 and a.multi_label
     with pytest.raises(ValueError, match="Given classifier template must be a subclass"):
         SklearnClassifierFactory(object(), 2)
+
+
+def test_empty_data_of_ours_keeps_the_dense_contract():
+    x = np.random.default_rng(0).normal(size=(12, 2))
+    train = Dataset(x=x, y=sp.csr_matrix((x > 0).astype(int)), multi_label=True,
+                    labeled=np.ones(12, bool))
+    clf = SklearnClassifier(LogisticRegression(), 2, multi_label=True).fit(train)
+    empty = Dataset(x=np.zeros((0, 2)))
+    proba = clf.predict_proba(empty)
+    assert isinstance(proba, np.ndarray) and proba.shape == (0, 2)
+    pred = clf.predict(empty)
+    assert sp.issparse(pred) and pred.shape == (0, 2)
