@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine.compat.datasets import dataset_length, labeled_subset
+from al_engine.compat.datasets import dataset_length, empty_labels, labeled_rows, labeled_subset
 from al_engine.data import Dataset, is_multi_label_target
 from al_engine.exceptions import LearnerNotInitializedError
 
@@ -175,22 +175,56 @@ class PoolBasedActiveLearner:
             self._retrain(indices_validation=indices_validation)
         return self
 
-    def initialize(self, init_strategy, y_oracle, n: int,
-                   retrain: bool = True) -> "PoolBasedActiveLearner":
-        """Start by labeling ``n`` positions chosen by ``init_strategy``.
+    def initialize(self, clf_or_indices=None, y_oracle=None, n: int | None = None,
+                   retrain: bool = True, *, indices_validation=None) -> "PoolBasedActiveLearner":
+        """Start the learner; what it starts from depends on ``clf_or_indices``:
 
-        ``y_oracle`` holds the true labels of the whole pool (a simulation's oracle, or
-        whatever the strategy needs to stratify); only the chosen positions' labels are used.
-        A label-free strategy (``needs_features``, e.g. :class:`~al_engine.coldstart.TypiClust`)
-        is given the pool's features instead (the classifier's featurizer fitted on the pool).
+        - an initialization strategy (ours, e.g. :class:`~al_engine.init.RandomInitialization`):
+          label the ``n`` positions it chooses with ``y_oracle``, the true labels of the whole
+          pool (a simulation's oracle, or whatever the strategy needs to stratify). A label-free
+          strategy (``needs_features``, e.g. :class:`~al_engine.coldstart.TypiClust`) is given
+          the pool's features instead (the classifier's featurizer fitted on the pool);
+        - an int array (small-text 2.0): these positions, with the labels the pool carries;
+        - a classifier (small-text 2.0): it is the current model; nothing is labeled;
+        - ``None`` (small-text 2.0's cold start): nothing is labeled and there is no model; the
+          first :meth:`query` needs a strategy that works without one (e.g. random sampling).
+
+        ``indices_validation`` and ``retrain`` as in :meth:`initialize_data`.
+
+        Raises
+        ------
+        ValueError
+            For any other ``clf_or_indices``, for pool positions without a label, or for a
+            strategy without ``y_oracle`` and ``n``.
         """
-        if getattr(init_strategy, "needs_features", False):
-            self._featurize()
-            indices = np.asarray(init_strategy(self.dataset.x, n), dtype=np.int64)
+        if clf_or_indices is None or hasattr(clf_or_indices, "predict_proba"):
+            return self._start_unlabeled(clf_or_indices)
+        if isinstance(clf_or_indices, np.ndarray):
+            indices = self._check_indices(clf_or_indices, "indices")
+            y = labeled_rows(self.dataset, indices)
+        elif callable(clf_or_indices):
+            if y_oracle is None or n is None:
+                raise ValueError("an initialization strategy needs y_oracle and n")
+            if getattr(clf_or_indices, "needs_features", False):
+                self._featurize()
+                indices = np.asarray(clf_or_indices(self.dataset.x, n), dtype=np.int64)
+            else:
+                indices = np.asarray(clf_or_indices(y_oracle, n), dtype=np.int64)
+            y = y_oracle[indices]
         else:
-            indices = np.asarray(init_strategy(y_oracle, n), dtype=np.int64)
-        y = y_oracle[indices]
-        return self.initialize_data(indices, y, retrain=retrain)
+            raise ValueError("clf_or_indices must be an initialization strategy, an index array, "
+                             f"a classifier or None; got {type(clf_or_indices).__name__}")
+        return self.initialize_data(indices, y, indices_validation=indices_validation,
+                                    retrain=retrain)
+
+    def _start_unlabeled(self, clf) -> "PoolBasedActiveLearner":
+        self._featurize()
+        self.indices_labeled = np.empty(0, dtype=np.int64)
+        self.indices_ignored = np.empty(0, dtype=np.int64)
+        self.y = empty_labels(self.dataset)
+        self._clf = clf
+        self._initialized = True
+        return self
 
     def _featurize(self) -> None:
         if self._featurized:

@@ -56,6 +56,30 @@ def labeled_subset(dataset: Any, indices: np.ndarray, y) -> Any:
     return subset
 
 
+def labeled_rows(dataset: Any, indices: np.ndarray):
+    """The labels ``dataset`` carries at ``indices`` (small-text 2.0's ``initialize(indices)``).
+
+    Raises
+    ------
+    ValueError
+        If one of those rows is unlabeled.
+    """
+    ours = as_engine_dataset(dataset)
+    if not ours.labeled_mask[indices].all():
+        missing = indices[~ours.labeled_mask[indices]]
+        raise ValueError(f"the pool has no label at positions {missing[:10].tolist()}")
+    return ours.y[indices]
+
+
+def empty_labels(dataset: Any):
+    """No labels, of the kind ``dataset`` holds: an empty int vector, or a ``(0, k)`` CSR
+    matrix for multi-label data."""
+    y = getattr(dataset, "y", None)
+    if bool(dataset.is_multi_label) and y is not None:
+        return sp.csr_matrix((0, y.shape[1]), dtype=np.int8)
+    return np.empty(0, dtype=np.int64)
+
+
 def dataset_length(data: Any) -> int:
     """Number of rows of a dataset, matrix or sequence (small-text's ``list_length``).
 

@@ -5,6 +5,7 @@ from unittest.mock import Mock
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from al_engine.classifiers.base import ClassifierFactory
 from al_engine.data import Dataset
@@ -138,3 +139,39 @@ def test_save_names_an_unpicklable_factory():
     al = learner()
     with pytest.raises(TypeError, match="cannot pickle this learner.*factory"):
         al.save(io.BytesIO())
+
+
+# ------------------------------------------------------------------ small-text 2.0's initialize
+def test_cold_start_initialize_none_then_query_and_update():
+    al = PoolBasedActiveLearner(lambda: RecordingClassifier(2), RandomSampling(seed=0),
+                                Dataset(x=X))
+    al.initialize(None)
+    assert al.classifier is None and al.y.shape == (0,) and al.indices_labeled.size == 0
+    queried = al.query(4)
+    al.update(Y_TRUE[queried])
+    np.testing.assert_array_equal(al.indices_labeled, queried)
+    assert al.classifier.calls[-1][0] == Y_TRUE[queried].tolist()
+
+
+def test_initialize_with_a_classifier_or_the_pools_own_labels():
+    pool = Dataset(x=X, y=np.array([0, -1, -1, -1, -1, -1, -1, -1, 1, 1]))
+    al = learner(pool)
+    fitted = CentroidClassifier(2).fit(pool[[0, 8]])
+    al.initialize(fitted)
+    assert al.classifier is fitted and al.indices_labeled.size == 0
+    np.testing.assert_array_equal(al.query(2), [0, 1])  # FirstPositions: all unlabeled
+    al = learner(pool)
+    al.initialize(np.array([0, 9]))
+    np.testing.assert_array_equal(al.y, [0, 1])
+    assert al.classifier.calls[-1][0] == [0, 1]
+    with pytest.raises(ValueError, match=r"no label at positions \[1\]"):
+        learner(pool).initialize(np.array([0, 1]))
+    with pytest.raises(ValueError, match="clf_or_indices must be"):
+        learner(pool).initialize("random")
+
+
+def test_cold_start_of_a_multi_label_pool_keeps_csr_labels():
+    pool = Dataset(x=X, y=sp.csr_matrix((10, 3), dtype=np.int8), multi_label=True)
+    al = learner(pool)
+    al.initialize(None)
+    assert sp.issparse(al.y) and al.y.shape == (0, 3)
