@@ -11,21 +11,19 @@ too (:func:`al_engine.compat.datasets.labeled_subset`), so small-text's classifi
 """
 from __future__ import annotations
 
-import pickle
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from al_engine.compat.datasets import dataset_length, empty_labels, labeled_rows, labeled_subset
+from al_engine import persistence
+from al_engine.compat.datasets import (LABEL_IGNORED, dataset_length, empty_labels, ignored_rows,
+                                       labeled_rows, labeled_subset)
 from al_engine.data import Dataset, is_multi_label_target
 from al_engine.exceptions import LearnerNotInitializedError
 
-#: small-text's ``LABEL_IGNORED``: a label (row) of this value in :meth:`update` ignores the
-#: instance (it is never queried again and not trained on).
-LABEL_IGNORED = -np.inf
+__all__ = ["LABEL_IGNORED", "PoolBasedActiveLearner"]
 
 
 def _as_factory(clf_factory) -> Callable[[], Any]:
@@ -310,7 +308,7 @@ class PoolBasedActiveLearner:
         if dataset_length(y) != n:
             raise ValueError(f"Query-update mismatch: indices queried - {n} / labels provided - "
                              f"{dataset_length(y)} (y has {dataset_length(y)} labels, expected {n})")
-        ignored = _ignored_rows(y)
+        ignored = ignored_rows(y)
         queried = self.indices_queried
         if ignored is not None and ignored.any():
             self.indices_ignored = np.concatenate([self.indices_ignored, queried[ignored]])
@@ -398,15 +396,7 @@ class PoolBasedActiveLearner:
         TypeError
             If a part of the learner cannot be pickled (nothing is written).
         """
-        try:
-            data = pickle.dumps(self)
-        except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            raise TypeError(f"cannot pickle this learner ({exc}); its classifier factory, "
-                            "classifier and query strategy must be picklable") from exc
-        if isinstance(file, (str, Path)):
-            Path(file).write_bytes(data)
-        else:
-            file.write(data)
+        persistence.dump(self, file)
 
     @classmethod
     def load(cls, file) -> "PoolBasedActiveLearner":
@@ -418,14 +408,7 @@ class PoolBasedActiveLearner:
         TypeError
             If the file holds something else than a :class:`PoolBasedActiveLearner`.
         """
-        if isinstance(file, (str, Path)):
-            with open(file, "rb") as f:
-                learner = pickle.load(f)
-        else:
-            learner = pickle.load(file)
-        if not isinstance(learner, cls):
-            raise TypeError(f"the file holds a {type(learner).__name__}, not a {cls.__name__}")
-        return learner
+        return persistence.load(file, cls)
 
     # ------------------------------------------------------------------ training
     def training_set(self):
@@ -450,17 +433,3 @@ class PoolBasedActiveLearner:
         self._clf.fit(train[np.flatnonzero(~valid)], validation_set=train[np.flatnonzero(valid)],
                       **self.fit_kwargs)
 
-
-def _ignored_rows(y) -> np.ndarray | None:
-    """Rows of ``y`` (labels or indicator rows) holding :data:`LABEL_IGNORED`, or None when
-    ``y`` cannot hold it (integers)."""
-    if sp.issparse(y):
-        if y.dtype.kind != "f":
-            return None
-        y = sp.csr_matrix(y)
-        rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
-        return np.bincount(rows[y.data == LABEL_IGNORED], minlength=y.shape[0]) > 0
-    y = np.asarray(y)
-    if y.dtype.kind != "f":
-        return None
-    return (y == LABEL_IGNORED).any(axis=1) if y.ndim == 2 else y == LABEL_IGNORED

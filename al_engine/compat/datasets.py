@@ -15,6 +15,10 @@ import scipy.sparse as sp
 
 from al_engine.data import Dataset
 
+#: small-text's ``LABEL_IGNORED``: a label (or a value in a label row) of
+#: :meth:`~al_engine.learner.PoolBasedActiveLearner.update` that ignores the instance.
+LABEL_IGNORED = -np.inf
+
 
 def is_small_text_dataset(dataset: Any) -> bool:
     """Whether ``dataset`` is a small-text dataset or view (duck-typed), not one of ours."""
@@ -94,3 +98,18 @@ def dataset_length(data: Any) -> int:
         return len(data)
     except TypeError:
         raise ValueError(f"cannot tell the number of rows of a {type(data).__name__}") from None
+
+
+def ignored_rows(y) -> np.ndarray | None:
+    """Rows of ``y`` (labels or indicator rows) holding :data:`LABEL_IGNORED`, or None when
+    ``y`` cannot hold it (integers)."""
+    if sp.issparse(y):
+        if y.dtype.kind != "f":
+            return None
+        y = sp.csr_matrix(y)
+        rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
+        return np.bincount(rows[y.data == LABEL_IGNORED], minlength=y.shape[0]) > 0
+    y = np.asarray(y)
+    if y.dtype.kind != "f":
+        return None
+    return (y == LABEL_IGNORED).any(axis=1) if y.ndim == 2 else y == LABEL_IGNORED
