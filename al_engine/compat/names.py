@@ -8,7 +8,8 @@ smalltext_compat.py``): each key is where small-text *defines* a public name
 
 - ``"module:attr"``: that attribute (a class or a function);
 - ``"module:Class()"``: an instance built with default arguments (for a small-text function
-  whose counterpart is a callable object, e.g. ``random_initialization``);
+  whose counterpart is a callable object; none at present: the initialization functions
+  have function counterparts in :mod:`al_engine.init`);
 - ``None``: al_engine has no counterpart yet. The harness puts a stand-in there that raises
   ``NotImplementedError`` naming the small-text object, so the tests that need it fail and
   count instead of silently running small-text's code.
