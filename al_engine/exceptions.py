@@ -1,4 +1,24 @@
-"""Typed errors of the engine. small-text's names are kept as aliases."""
+"""Typed errors of the engine. small-text's names are kept as aliases.
+
+When small-text is installed, four of our classes are also real subclasses of small-text's, so
+that code written for small-text catches ours (``except small_text.query_strategies.
+EmptyPoolException``):
+
+=============================  ======================================================
+ours                           also a subclass of (small-text 1.4.1)
+=============================  ======================================================
+EmptyPoolError                 ``small_text.query_strategies.EmptyPoolException``
+PoolExhaustedError             ``small_text.query_strategies.PoolExhaustedException``
+LearnerNotInitializedError     ``small_text.exceptions.LearnerNotInitializedException``
+MultiLabelNotSupportedError    ``small_text.exceptions.ConstraintViolationError``
+=============================  ======================================================
+
+This module never imports small-text (it pulls in torch): the base is added when small-text
+defines its class, at once if it already has, by an import hook otherwise
+(:func:`al_engine.compat.bridge.add_bases_when_imported`). Our own bases come first, so an
+``EmptyPoolError`` is still a ``ValueError``. Without small-text, nothing changes.
+"""
+from al_engine.compat.bridge import add_bases_when_imported
 
 
 class EmptyPoolError(ValueError):
@@ -36,3 +56,11 @@ class LearnerNotInitializedError(RuntimeError):
 
 class NotFittedError(RuntimeError):
     """Raised when a classifier or featurizer is used before ``fit``."""
+
+
+add_bases_when_imported({
+    EmptyPoolError: "small_text.query_strategies.exceptions.EmptyPoolException",
+    PoolExhaustedError: "small_text.query_strategies.exceptions.PoolExhaustedException",
+    LearnerNotInitializedError: "small_text.exceptions.LearnerNotInitializedException",
+    MultiLabelNotSupportedError: "small_text.exceptions.ConstraintViolationError",
+})

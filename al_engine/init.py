@@ -11,19 +11,24 @@ indices, and successive calls of one object draw fresh samples).
 
 Only simulations know all true labels; the Label Studio backend starts from what
 annotators label.
+
+small-text's functions are here too, with its names and signatures
+(:func:`random_initialization`, :func:`random_initialization_stratified`,
+:func:`random_initialization_balanced`); like small-text's they draw from numpy's global
+random state, so ``np.random.seed`` makes them reproducible.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
+from al_engine.compat.datasets import dataset_length
 from al_engine.exceptions import MultiLabelNotSupportedError
 
 
-def _check_n(y, n) -> int:
+def _check_n(size: int, n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    size = y.shape[0]
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if n > size:
@@ -101,12 +106,13 @@ class InitializationStrategy:
 
 class RandomInitialization(InitializationStrategy):
     """``n`` positions drawn uniformly without replacement (small-text's
-    ``random_initialization``); only ``len(y)`` is used."""
+    ``random_initialization``); only the length of ``y`` is used, so ``y`` may be any
+    sequence, matrix or dataset (ours or small-text's)."""
 
     def select(self, y, n: int = 10) -> np.ndarray:
-        y = y if sp.issparse(y) else np.asarray(y)
-        n = _check_n(y, n)
-        return self.rng_.choice(y.shape[0], size=n, replace=False).astype(np.int64)
+        size = dataset_length(y)
+        n = _check_n(size, n)
+        return self.rng_.choice(size, size=n, replace=False).astype(np.int64)
 
 
 class RandomStratifiedInitialization(InitializationStrategy):
@@ -134,7 +140,7 @@ class RandomStratifiedInitialization(InitializationStrategy):
 
     def select(self, y, n: int = 10) -> np.ndarray:
         strata = _labelsets(y) if sp.issparse(y) else _check_single_label(y)
-        n = _check_n(strata, n)
+        n = _check_n(strata.shape[0], n)
         counts = np.bincount(strata)
         per_class = np.floor(counts * (n / counts.sum())).astype(np.int64)
         present = counts > 0
@@ -164,8 +170,72 @@ class RandomBalancedInitialization(InitializationStrategy):
                 "RandomBalancedInitialization supports single-label targets only; "
                 "use random_stratified for multi-label data")
         y = _check_single_label(y)
-        n = _check_n(y, n)
+        n = _check_n(y.shape[0], n)
         counts = np.bincount(y)
         present = counts > 0
         per_class = np.where(present, n // np.count_nonzero(present), 0)
         return _draw(self.rng_, y, per_class, counts, n)
+
+
+# ------------------------------------------------------------------ small-text's functions
+def _global_seed() -> int:
+    """A seed drawn from numpy's global random state (which small-text's functions use)."""
+    return int(np.random.randint(0, 2**31 - 1))
+
+
+def random_initialization(x, n_samples: int = 10) -> np.ndarray:
+    """``n_samples`` distinct positions of ``x`` drawn uniformly (small-text's function).
+
+    Parameters
+    ----------
+    x : dataset, matrix or sequence
+        Only its length is used (ours or small-text's datasets included).
+    n_samples : int, default=10
+
+    Raises
+    ------
+    ValueError
+        If ``n_samples`` exceeds the length of ``x`` or is not a positive integer, or if
+        ``x`` has no length.
+    """
+    return RandomInitialization(_global_seed()).select(x, n_samples)
+
+
+def random_initialization_stratified(y, n_samples: int = 10,
+                                     multilabel_strategy: str = "labelsets") -> np.ndarray:
+    """A random sample stratified by the labels ``y`` (small-text's function; see
+    :class:`RandomStratifiedInitialization`).
+
+    Parameters
+    ----------
+    y : array-like of int or CSR matrix
+        Class ids, or a label indicator matrix (multi-label).
+    n_samples : int, default=10
+    multilabel_strategy : {'labelsets'}, default='labelsets'
+        How multi-label ``y`` is stratified: by label set.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``multilabel_strategy`` or an invalid ``n_samples``.
+    """
+    if multilabel_strategy != "labelsets":
+        raise ValueError(f"Invalid multilabel_strategy: {multilabel_strategy!r}; allowed: 'labelsets'")
+    return RandomStratifiedInitialization(_global_seed()).select(y, n_samples)
+
+
+def random_initialization_balanced(y, n_samples: int = 10) -> np.ndarray:
+    """A random sample with about as many instances per class (small-text's function; see
+    :class:`RandomBalancedInitialization`).
+
+    Raises
+    ------
+    NotImplementedError
+        For multi-label ``y`` (a CSR or 2-D matrix), as small-text.
+    ValueError
+        For an invalid ``n_samples``.
+    """
+    if sp.issparse(y) or np.ndim(y) == 2:
+        raise NotImplementedError("random_initialization_balanced supports single-label y only; "
+                                  "use random_initialization_stratified for multi-label data")
+    return RandomBalancedInitialization(_global_seed()).select(y, n_samples)

@@ -29,6 +29,7 @@ from sklearn.svm import LinearSVC
 
 from al_engine._param_validation import POSITIVE_INT, validate_params
 from al_engine.classifiers.base import Classifier, labels_from_proba
+from al_engine.compat.datasets import as_engine_dataset, is_small_text_dataset
 from al_engine.exceptions import MultiLabelNotSupportedError, NotFittedError
 from al_engine.features import TfidfFeaturizer
 
@@ -98,10 +99,15 @@ class ConfidenceEnhancedLinearSVC(ClassifierMixin, BaseEstimator):
 class SklearnClassifier(Classifier):
     """Adapter for any scikit-learn estimator that has ``predict_proba``.
 
+    Datasets may be ours (:class:`~al_engine.data.Dataset`) or small-text's (``SklearnDataset``,
+    ``TextDataset`` and their views, see :mod:`al_engine.compat.datasets`). The constructor takes
+    small-text's positional order, ``SklearnClassifier(model, num_classes, multi_label)``.
+
     Parameters
     ----------
     estimator : sklearn estimator
-        Unfitted template; a clone is fitted on every :meth:`fit`.
+        Unfitted template; a clone is fitted on every :meth:`fit`. It needs ``predict_proba``
+        for :meth:`predict_proba` and :meth:`predict` (not to be built or fitted).
     num_classes : int
         Number of classes. ``predict_proba`` always has ``num_classes`` columns in class-id
         order, also when some classes are absent from the training set (their probability
@@ -115,6 +121,9 @@ class SklearnClassifier(Classifier):
 
     Attributes
     ----------
+    model : estimator
+        small-text's attribute: the fitted model once fitted (``OneVsRestClassifier`` when
+        multi-label), before that the unfitted template (wrapped in one when multi-label).
     estimator_ : estimator or None
         The fitted model; None when the training set held a single class.
     classes_ : ndarray of int
@@ -128,9 +137,9 @@ class SklearnClassifier(Classifier):
     _parameter_constraints = {"num_classes": POSITIVE_INT}
 
     def __init__(self, estimator, num_classes: int, multi_label: bool = False, featurizer=None):
-        if not hasattr(estimator, "fit") or not hasattr(estimator, "predict_proba"):
-            raise ValueError("estimator must be a scikit-learn estimator with fit and predict_proba; "
-                             f"got {type(estimator).__name__}")
+        if not hasattr(estimator, "fit"):
+            raise ValueError(f"estimator must be a scikit-learn estimator with fit; got "
+                             f"{type(estimator).__name__}")
         if featurizer is not None and not (hasattr(featurizer, "fit") and hasattr(featurizer, "transform")):
             raise ValueError("featurizer must have fit(texts) and transform(texts), or be None")
         validate_params(self._parameter_constraints, locals())
@@ -138,6 +147,12 @@ class SklearnClassifier(Classifier):
         self.num_classes = int(num_classes)
         self.multi_label = bool(multi_label)
         self.featurizer = featurizer
+        self._template = OneVsRestClassifier(estimator) if self.multi_label else estimator
+
+    @property
+    def model(self):
+        fitted = getattr(self, "estimator_", None)
+        return self._template if fitted is None else fitted
 
     # ------------------------------------------------------------------ features
     def _featurizer_fitted(self) -> bool:
@@ -183,31 +198,57 @@ class SklearnClassifier(Classifier):
 
         Parameters
         ----------
-        train_set : Dataset
+        train_set : Dataset or small-text dataset
         weights : array-like of shape (len(train_set),) or None
-            Non-negative sample weights, passed as ``sample_weight``.
+            Non-negative sample weights, passed as ``sample_weight`` (single-label only, as
+            in small-text).
+
+        Raises
+        ------
+        ValueError
+            With small-text's messages: unlabeled rows ("Training set labels must be
+            labeled"), weights of the wrong size ("Training data and weights must have the
+            same size"), weights with multi-label data, a labeling of the other mode
+            (:class:`~al_engine.exceptions.MultiLabelNotSupportedError`, "Given labeling is
+            recognized as multi-label labeling but ...", "Given labeling must be recognized as
+            multi-label ..."; indicator values other than 0 and 1 count as not multi-label).
         """
+        train_set = as_engine_dataset(train_set)
         n = len(train_set)
         if n == 0:
             raise ValueError("train_set is empty")
-        if bool(train_set.is_multi_label) != self.multi_label:
-            mode = "multi-label" if train_set.is_multi_label else "single-label"
-            raise MultiLabelNotSupportedError(
-                f"train_set is {mode} but the classifier was built with multi_label={self.multi_label}")
-        if not np.all(train_set.labeled_mask):
-            raise ValueError("train_set contains unlabeled rows; fit only on labeled data")
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64).reshape(-1)
             if weights.shape != (n,):
-                raise ValueError(f"weights must have shape ({n},), got {weights.shape}")
+                raise ValueError(f"Training data and weights must have the same size: weights "
+                                 f"must have shape ({n},), got {weights.shape}")
             if not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ValueError("weights must be finite and non-negative")
+            if self.multi_label:
+                raise ValueError("Sample weights are not supported for multi-label SklearnClassifier.")
+        self._check_label_mode(train_set)
+        if not np.all(train_set.labeled_mask):
+            raise ValueError("Training set labels must be labeled (greater or equal zero): "
+                             "train_set contains unlabeled rows; fit only on labeled data")
         x = self._x(train_set, fit=True)
         if self.multi_label:
-            self._fit_multi_label(x, train_set.y, weights)
+            self._fit_multi_label(x, train_set.y)
         else:
             self._fit_single_label(x, np.asarray(train_set.y), weights)
         return self
+
+    def _check_label_mode(self, train_set) -> None:
+        multi = bool(train_set.is_multi_label)
+        if multi and not self.multi_label:
+            raise MultiLabelNotSupportedError(
+                "Invalid input: Given labeling is recognized as multi-label labeling but the "
+                "classifier is set to single-label mode (train_set is multi-label, the classifier "
+                "was built with multi_label=False)")
+        if self.multi_label and (not multi or not np.isin(train_set.y.data, (0, 1)).all()):
+            raise MultiLabelNotSupportedError(
+                "Invalid input: Given labeling must be recognized as multi-label (a 0/1 label "
+                "indicator matrix) since the classifier was built with multi_label=True; "
+                f"train_set is {'multi-label with values other than 0 and 1' if multi else 'single-label'}")
 
     def _fit_single_label(self, x, y, weights) -> None:
         if y.max() >= self.num_classes:
@@ -226,7 +267,7 @@ class SklearnClassifier(Classifier):
             est.fit(x, y, sample_weight=weights)
         self.estimator_ = est
 
-    def _fit_multi_label(self, x, y, weights) -> None:
+    def _fit_multi_label(self, x, y) -> None:
         y = sp.csr_matrix(y)
         if y.shape[1] != self.num_classes:
             raise ValueError(f"train_set has {y.shape[1]} label columns but num_classes={self.num_classes}")
@@ -236,13 +277,7 @@ class SklearnClassifier(Classifier):
             # "Label k is present in all / not present in any training example": OvR then
             # predicts that label constantly, which is the right answer here.
             warnings.filterwarnings("ignore", message=r"Label .*present in all", category=UserWarning)
-            if weights is None:
-                self.estimator_ = OneVsRestClassifier(clone(self.estimator)).fit(x, y)
-            else:
-                from sklearn import config_context
-                with config_context(enable_metadata_routing=True):
-                    est = clone(self.estimator).set_fit_request(sample_weight=True)
-                    self.estimator_ = OneVsRestClassifier(est).fit(x, y, sample_weight=weights)
+            self.estimator_ = OneVsRestClassifier(clone(self.estimator)).fit(x, y)
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
@@ -251,6 +286,9 @@ class SklearnClassifier(Classifier):
 
     def _proba_of_x(self, x) -> np.ndarray:
         n = x.shape[0]
+        if not hasattr(self.estimator, "predict_proba"):
+            raise ValueError(f"{type(self.estimator).__name__} has no predict_proba; use an "
+                             "estimator that has (e.g. ConfidenceEnhancedLinearSVC for an SVM)")
         if self.multi_label:
             proba = self.estimator_.predict_proba(x)
             proba = proba.toarray() if sp.issparse(proba) else np.asarray(proba, dtype=np.float64)
@@ -264,11 +302,20 @@ class SklearnClassifier(Classifier):
 
     def predict_proba(self, dataset) -> np.ndarray:
         """Probabilities ``(len(dataset), num_classes)`` in class-id order; for multi-label
-        the per-label probabilities (dense; rows need not sum to one)."""
+        the per-label probabilities (dense; rows need not sum to one). An empty dataset gives
+        a ``(0, num_classes)`` float array; an empty *small-text* dataset gives small-text's
+        empty result (a CSR matrix when multi-label), which small-text code expects."""
         self._check_fitted()
         if len(dataset) == 0:
+            if is_small_text_dataset(dataset):
+                return self._small_text_empty_result(np.float64)
             return np.empty((0, self.num_classes), dtype=np.float64)
-        return self._proba_of_x(self._x(dataset))
+        return self._proba_of_x(self._x(as_engine_dataset(dataset)))
+
+    def _small_text_empty_result(self, dtype):
+        if self.multi_label:
+            return sp.csr_matrix((0, self.num_classes), dtype=dtype)
+        return np.empty((0, self.num_classes), dtype=dtype)
 
     def predict(self, dataset, return_proba: bool = False, multi_label_threshold: float = 0.5):
         """Class ids (argmax of :meth:`predict_proba`, ties to the lower id) or, multi-label,
@@ -279,13 +326,17 @@ class SklearnClassifier(Classifier):
         predicted labels' probabilities in the multi-label case).
         """
         proba = self.predict_proba(dataset)
-        pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
+        if len(dataset) == 0 and is_small_text_dataset(dataset):
+            pred = self._small_text_empty_result(np.int64)
+        else:
+            pred = labels_from_proba(proba, self.multi_label, multi_label_threshold)
         return (pred, proba) if return_proba else pred
 
     def embed(self, dataset, return_proba: bool = False, **kwargs):
         """The feature vectors the model sees, as a dense float array ``(n, d)``; with
         ``return_proba`` also the probabilities: ``(embeddings, proba)``."""
         self._check_fitted()
+        dataset = as_engine_dataset(dataset)
         x = self._x(dataset)
         emb = x.toarray() if sp.issparse(x) else np.asarray(x)
         emb = emb.astype(np.float64, copy=False)
@@ -298,6 +349,43 @@ class SklearnClassifier(Classifier):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.estimator!r}, num_classes={self.num_classes}, "
                 f"multi_label={self.multi_label}, featurizer={self.featurizer!r})")
+
+
+class SklearnClassifierFactory:
+    """Builds :class:`SklearnClassifier` objects around clones of one estimator (small-text's
+    ``SklearnClassifierFactory``, same signature).
+
+    Parameters
+    ----------
+    base_estimator : sklearn.base.BaseEstimator
+        The unfitted template; every :meth:`new` classifier gets its own clone.
+    num_classes : int
+    kwargs : dict or None, default=None
+        Further keyword arguments of :class:`SklearnClassifier` (``multi_label``,
+        ``featurizer``).
+
+    Raises
+    ------
+    ValueError
+        If ``base_estimator`` is not a scikit-learn ``BaseEstimator``.
+    """
+
+    def __init__(self, base_estimator: BaseEstimator, num_classes: int, kwargs: dict | None = None):
+        if not isinstance(base_estimator, BaseEstimator):
+            raise ValueError("Given classifier template must be a subclass of "
+                             "sklearn.base.BaseEstimator. Encountered class was: "
+                             f"{type(base_estimator)}.")
+        self.base_estimator = base_estimator
+        self.num_classes = num_classes
+        self.kwargs = {} if kwargs is None else kwargs
+
+    def new(self) -> SklearnClassifier:
+        """A new, unfitted :class:`SklearnClassifier`."""
+        return SklearnClassifier(clone(self.base_estimator), self.num_classes, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(base_estimator={type(self.base_estimator).__name__}, "
+                f"num_classes={self.num_classes}, kwargs={self.kwargs})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ smalltext_compat.py``): each key is where small-text *defines* a public name
 
 - ``"module:attr"``: that attribute (a class or a function);
 - ``"module:Class()"``: an instance built with default arguments (for a small-text function
-  whose counterpart is a callable object, e.g. ``random_initialization``);
+  whose counterpart is a callable object; none at present: the initialization functions
+  have function counterparts in :mod:`al_engine.init`);
 - ``None``: al_engine has no counterpart yet. The harness puts a stand-in there that raises
   ``NotImplementedError`` naming the small-text object, so the tests that need it fail and
   count instead of silently running small-text's code.
@@ -64,18 +65,19 @@ FAMILIES: dict[str, dict[str, str | None]] = {
     },
     "initialization": {
         "small_text.initialization.strategies.random_initialization":
-            "al_engine.init:RandomInitialization()",
+            "al_engine.init:random_initialization",
         "small_text.initialization.strategies.random_initialization_stratified":
-            "al_engine.init:RandomStratifiedInitialization()",
+            "al_engine.init:random_initialization_stratified",
         "small_text.initialization.strategies.random_initialization_balanced":
-            "al_engine.init:RandomBalancedInitialization()",
+            "al_engine.init:random_initialization_balanced",
     },
     "classifiers": {
         "small_text.classifiers.classification.SklearnClassifier":
             "al_engine.classifiers.sklearn:SklearnClassifier",
         "small_text.classifiers.classification.ConfidenceEnhancedLinearSVC":
             "al_engine.classifiers.sklearn:ConfidenceEnhancedLinearSVC",
-        "small_text.classifiers.factories.SklearnClassifierFactory": None,
+        "small_text.classifiers.factories.SklearnClassifierFactory":
+            "al_engine.classifiers.sklearn:SklearnClassifierFactory",
     },
     "active_learner": {
         "small_text.active_learner.PoolBasedActiveLearner": "al_engine.learner:PoolBasedActiveLearner",

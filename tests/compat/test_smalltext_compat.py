@@ -18,11 +18,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: measured 116 / 241 = 0.4813 (2026-12-03)
-MIN_PASS_RATE = 0.48
-#: per family: passed / counted as measured then (query_strategies 44/127, initialization 1/7)
-MIN_FAMILY_PASS_RATE = {"query_strategies": 0.34, "stopping_criteria": 1.0, "initialization": 0.14,
-                        "classifiers": 0.0, "active_learner": 0.0, "exceptions": 1.0}
+#: measured 186 / 241 = 0.7718 (2026-12-03, branch compat-core)
+MIN_PASS_RATE = 0.77
+#: per family: passed / counted as measured then (query_strategies 72/127: our exceptions now
+#: subclass small-text's; initialization 7/7, classifiers 17/17, active_learner 19/19)
+MIN_FAMILY_PASS_RATE = {"query_strategies": 0.56, "stopping_criteria": 1.0, "initialization": 1.0,
+                        "classifiers": 1.0, "active_learner": 1.0, "exceptions": 1.0}
 
 pytestmark = pytest.mark.slow
 

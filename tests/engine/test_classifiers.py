@@ -9,11 +9,14 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 
 from al_engine.classifiers.sklearn import (ConfidenceEnhancedLinearSVC, SklearnClassifier,
-                                           make_linear_svc, make_logistic_regression)
+                                           SklearnClassifierFactory, make_linear_svc,
+                                           make_logistic_regression)
 from al_engine.data import Dataset
 from al_engine.exceptions import InvalidParameterError, MultiLabelNotSupportedError, NotFittedError
 from al_engine.features import TfidfFeaturizer
 from al_engine.registry import make_classifier
+
+from tests.engine.smalltext_fakes import FakeSklearnDataset
 
 TEXTS = ["great fun film", "awful boring film", "great acting", "boring plot",
          "fun and great", "awful awful", "a great story", "boring and awful"]
@@ -154,11 +157,9 @@ def test_multi_label_one_vs_rest():
     assert sp.issparse(pred)
     np.testing.assert_array_equal(pred.toarray(), (proba > 0.5).astype(int))
     assert (pred.toarray() == ind).mean() > 0.9
-    # weights in multi-label too
-    w = np.where(x[:, 0] > 0, 5.0, 1.0)
-    clf.fit(train, weights=w)
-    ref_w = LogisticRegression().fit(x, ind[:, 1], sample_weight=w).predict_proba(x)[:, 1]
-    np.testing.assert_allclose(clf.predict_proba(Dataset(x=x))[:, 1], ref_w)
+    # no sample weights in multi-label mode (small-text's SklearnClassifier refuses them too)
+    with pytest.raises(ValueError, match="Sample weights are not supported for multi-label"):
+        clf.fit(train, weights=np.ones(80))
 
 
 def test_label_mode_mismatch_and_unlabeled_rows_rejected():
@@ -269,7 +270,79 @@ def test_estimator_template_stays_unfitted_and_model_pickles():
 
 
 def test_estimator_without_predict_proba_rejected():
-    with pytest.raises(ValueError, match="predict_proba"):
-        SklearnClassifier(LinearSVC(), num_classes=2)
+    # small-text builds and fits SklearnClassifier(LinearSVC(), 2): only probabilities fail
+    x, y = blobs(n=20, num_classes=2)
+    clf = SklearnClassifier(LinearSVC(), 2).fit(Dataset(x=x, y=y))
+    with pytest.raises(ValueError, match="LinearSVC has no predict_proba"):
+        clf.predict_proba(Dataset(x=x))
+    with pytest.raises(ValueError, match="must be a scikit-learn estimator with fit"):
+        SklearnClassifier(object(), num_classes=2)
     with pytest.raises(ValueError, match="featurizer must have fit"):
         SklearnClassifier(LogisticRegression(), num_classes=2, featurizer="tfidf")
+
+
+# ------------------------------------------------------------------ small-text's conventions
+def test_fits_and_predicts_small_text_datasets_as_ours():
+    x, y = blobs(n=30, num_classes=3, seed=4)
+    ours = SklearnClassifier(LogisticRegression(), 3).fit(Dataset(x=x, y=y))
+    theirs = SklearnClassifier(LogisticRegression(), 3).fit(FakeSklearnDataset(x, y))
+    np.testing.assert_allclose(theirs.predict_proba(FakeSklearnDataset(x, y)),
+                               ours.predict_proba(Dataset(x=x)))
+    assert theirs.model is theirs.estimator_  # the fitted model
+
+
+def test_small_text_error_messages():
+    x, y = blobs(n=10, num_classes=2)
+    clf = SklearnClassifier(LogisticRegression(), 2)
+    with pytest.raises(ValueError, match="Training set labels must be labeled"):
+        clf.fit(FakeSklearnDataset(x, np.full(10, -1)))
+    with pytest.raises(ValueError, match="Training data and weights must have the same size"):
+        clf.fit(FakeSklearnDataset(x, y), weights=np.ones(9))
+    indicator = sp.csr_matrix(np.eye(10, 3, dtype=int))
+    with pytest.raises(ValueError, match="Given labeling is recognized as multi-label labeling"):
+        clf.fit(FakeSklearnDataset(x, indicator))
+    bad = indicator.copy()
+    bad.data[0] = 2
+    with pytest.raises(ValueError, match="Given labeling must be recognized as multi-label"):
+        SklearnClassifier(LogisticRegression(), 3, multi_label=True).fit(FakeSklearnDataset(x, bad))
+
+
+def test_model_before_fit_is_the_template_wrapped_when_multi_label():
+    est = LinearSVC()
+    assert SklearnClassifier(est, 2).model is est
+    multi = SklearnClassifier(est, 2, True)
+    assert isinstance(multi.model, OneVsRestClassifier) and multi.model.estimator is est
+
+
+def test_empty_data_gives_small_text_empty_results():
+    x = np.random.default_rng(0).normal(size=(12, 2))
+    indicator = sp.csr_matrix((x[:, :2] > 0).astype(int))
+    clf = SklearnClassifier(LogisticRegression(), 2, multi_label=True).fit(
+        FakeSklearnDataset(x, indicator))
+    empty = FakeSklearnDataset(np.array([]), np.array([], dtype=int))
+    proba = clf.predict_proba(empty)
+    assert sp.issparse(proba) and proba.shape == (0, 2) and proba.dtype == np.float64
+    pred = clf.predict(empty)
+    assert sp.issparse(pred) and pred.shape == (0, 2) and pred.dtype == np.int64
+
+
+def test_factory_clones_its_template_and_rejects_non_estimators():
+    template = LogisticRegression(C=3.0)
+    factory = SklearnClassifierFactory(template, 4, kwargs={"multi_label": True})
+    a, b = factory.new(), factory.new()
+    assert a.estimator is not template and a.estimator is not b.estimator
+    assert a.estimator.C == 3.0 and a.num_classes == 4 and a.multi_label
+    with pytest.raises(ValueError, match="Given classifier template must be a subclass"):
+        SklearnClassifierFactory(object(), 2)
+
+
+def test_empty_data_of_ours_keeps_the_dense_contract():
+    x = np.random.default_rng(0).normal(size=(12, 2))
+    train = Dataset(x=x, y=sp.csr_matrix((x > 0).astype(int)), multi_label=True,
+                    labeled=np.ones(12, bool))
+    clf = SklearnClassifier(LogisticRegression(), 2, multi_label=True).fit(train)
+    empty = Dataset(x=np.zeros((0, 2)))
+    proba = clf.predict_proba(empty)
+    assert isinstance(proba, np.ndarray) and proba.shape == (0, 2)
+    pred = clf.predict(empty)
+    assert sp.issparse(pred) and pred.shape == (0, 2)

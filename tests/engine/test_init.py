@@ -4,8 +4,11 @@ import scipy.sparse as sp
 
 from al_engine.exceptions import InvalidParameterError, MultiLabelNotSupportedError
 from al_engine.init import (RandomBalancedInitialization, RandomInitialization,
-                            RandomStratifiedInitialization)
+                            RandomStratifiedInitialization, random_initialization,
+                            random_initialization_balanced, random_initialization_stratified)
 from al_engine.registry import make_initialization
+
+from tests.engine.smalltext_fakes import FakeSklearnDataset
 
 ALL = [RandomInitialization, RandomStratifiedInitialization, RandomBalancedInitialization]
 
@@ -135,3 +138,36 @@ def test_small_text_agreement_on_class_counts():
         ours = np.bincount(y[RandomBalancedInitialization(seed=0)(y, n)], minlength=4)
         theirs = np.bincount(y[sampling.balanced_sampling(y, n_samples=n)], minlength=4)
         np.testing.assert_array_equal(ours, theirs)
+
+
+# ------------------------------------------------------------------ small-text's functions
+def test_random_initialization_uses_only_the_length_of_a_dataset():
+    pool = FakeSklearnDataset(sp.random(100, 2, density=0.5, format="csr", random_state=0),
+                              np.zeros(100, dtype=int))
+    indices = random_initialization(pool)
+    assert indices.shape == (10,) and np.unique(indices).size == 10
+    assert indices.min() >= 0 and indices.max() < 100
+    with pytest.raises(ValueError, match="exceeds the number of instances"):
+        random_initialization(pool, n_samples=101)
+
+
+def test_functions_follow_numpys_global_seed_like_small_text():
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10 + [3] * 70)
+    np.random.seed(5)
+    first = random_initialization_stratified(y, n_samples=10)
+    np.random.seed(5)
+    np.testing.assert_array_equal(random_initialization_stratified(y, n_samples=10), first)
+    # floor(10 * 10 / 100) = 1 of each small class, floor(10 * 70 / 100) = 7 of class 3
+    np.testing.assert_array_equal(np.bincount(y[first]), [1, 1, 1, 7])
+
+
+def test_stratified_multilabel_strategy_and_balanced_multi_label():
+    y = sp.csr_matrix(np.array([[0, 0, 1]] * 10 + [[1, 0, 0]] * 10))
+    assert np.unique(random_initialization_stratified(y, n_samples=4)).size == 4
+    with pytest.raises(ValueError, match="Invalid multilabel_strategy"):
+        random_initialization_stratified(y, multilabel_strategy="does-not-exist")
+    with pytest.raises(NotImplementedError):
+        random_initialization_balanced(y)
+    balanced = random_initialization_balanced([0] * 25 + [1] * 25 + [2] * 50, n_samples=9)
+    np.testing.assert_array_equal(np.bincount(np.array([0] * 25 + [1] * 25 + [2] * 50)[balanced]),
+                                  [3, 3, 3])
