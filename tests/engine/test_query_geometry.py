@@ -12,7 +12,7 @@ from al_engine.classifiers.base import Classifier
 from al_engine.data import Dataset
 from al_engine.exceptions import InvalidParameterError, MultiLabelNotSupportedError
 from al_engine.query.coreset import (GreedyCoreset, LightweightCoreset, greedy_coreset,
-                                     lightweight_coreset, lightweight_coreset_proba)
+                                     lightweight_coreset_proba)
 from al_engine.query.farthest_first import farthest_first
 from al_engine.query.embedding import (ContrastiveActiveLearning, EmbeddingKMeans,
                                        nearest_to_centers)
