@@ -263,6 +263,11 @@ class HNSWIndex(VectorIndex):
         self.dim_ = None
         self.n_active_ = 0
 
+    @property
+    def space(self) -> str:
+        """hnswlib's name of the metric: ``"l2"`` (euclidean) or ``"cosine"``."""
+        return "cosine" if self.metric == "cosine" else "l2"
+
     def new(self) -> "HNSWIndex":
         return HNSWIndex(metric=self.metric, M=self.M, ef_construction=self.ef_construction,
                          ef=self.ef, seed=self.seed, num_threads=self.num_threads)
@@ -272,8 +277,7 @@ class HNSWIndex(VectorIndex):
 
         v = _as_vectors(vectors)
         ids = np.arange(v.shape[0], dtype=np.int64) if ids is None else _as_ids(ids, v.shape[0])
-        space = "cosine" if self.metric == "cosine" else "l2"
-        self.index_ = hnswlib.Index(space=space, dim=v.shape[1])
+        self.index_ = hnswlib.Index(space=self.space, dim=v.shape[1])
         self.index_.init_index(max_elements=max(1, v.shape[0]), ef_construction=self.ef_construction,
                                M=self.M, random_seed=self.seed)
         self.dim_ = v.shape[1]

@@ -38,7 +38,8 @@ FAMILIES: dict[str, dict[str, str | None]] = {
         f"{_QS}.strategies.BreakingTies": "al_engine.query.uncertainty:BreakingTies",
         f"{_QS}.strategies.SubsamplingQueryStrategy":
             "al_engine.query.subsampling:SubsamplingQueryStrategy",
-        f"{_QS}.strategies.EmbeddingBasedQueryStrategy": None,
+        f"{_QS}.strategies.EmbeddingBasedQueryStrategy":
+            "al_engine.query.embedding_based:EmbeddingBasedQueryStrategy",
         f"{_QS}.strategies.EmbeddingKMeans": "al_engine.query.embedding:EmbeddingKMeans",
         f"{_QS}.strategies.ContrastiveActiveLearning":
             "al_engine.query.embedding:ContrastiveActiveLearning",
@@ -48,7 +49,7 @@ FAMILIES: dict[str, dict[str, str | None]] = {
         f"{_QS}.subsampling.AnchorSubsampling": "al_engine.query.subsampling_index:AnchorSubsampling",
         f"{_QS}.coresets.greedy_coreset": "al_engine.query.coreset:greedy_coreset",
         f"{_QS}.coresets.GreedyCoreset": "al_engine.query.coreset:GreedyCoreset",
-        f"{_QS}.coresets.lightweight_coreset": None,
+        f"{_QS}.coresets.lightweight_coreset": "al_engine.query.coreset:lightweight_coreset",
         f"{_QS}.coresets.LightweightCoreset": "al_engine.query.coreset:LightweightCoreset",
         f"{_QS}.bayesian.BALD": "al_engine.query.bayesian:BALD",
         f"{_QS}.multi_label.CategoryVectorInconsistencyAndRanking":

@@ -24,9 +24,12 @@ DISTANCE_METRICS = ("euclidean", "cosine")
 
 
 def check_metric(distance_metric: str, name: str = "distance_metric") -> str:
+    """``distance_metric`` if it is one of :data:`DISTANCE_METRICS`; otherwise
+    ``InvalidParameterError`` (a ``ValueError``) starting with small-text's words."""
     if distance_metric not in DISTANCE_METRICS:
         raise InvalidParameterError(
-            f"{name} must be one of {list(DISTANCE_METRICS)}, got {distance_metric!r}")
+            f"Invalid distance metric: {distance_metric!r} ({name} must be one of "
+            f"{list(DISTANCE_METRICS)})")
     return distance_metric
 
 
@@ -47,42 +50,82 @@ def as_float_matrix(a, rows: int, what: str) -> np.ndarray:
     return a
 
 
-def embed_pool(clf, dataset, rows: np.ndarray, return_proba: bool = False,
-               embed_kwargs: dict | None = None):
-    """Embeddings (float32, ``(len(rows), d)``) of ``dataset[rows]`` from ``clf.embed``.
+def as_proba_matrix(proba, rows: int) -> np.ndarray:
+    """Class probabilities as a dense float64 ``(rows, num_classes)`` array.
 
-    With ``return_proba`` also the class probabilities of those rows (float64): from
-    ``clf.embed(..., return_proba=True)`` when the classifier supports it, otherwise from
-    ``clf.predict_proba``.
+    A 1-D array of ``rows`` values is read as the probability of the positive class of a
+    binary classifier and becomes the two columns ``[1 - p, p]`` (small-text's tests use such
+    classifiers; its own CAL then compares the scalars, i.e. one term of the KL divergence).
     """
-    subset = dataset[rows]
+    proba = np.asarray(proba.toarray() if sp.issparse(proba) else proba, dtype=np.float64)
+    if proba.ndim == 1 and proba.shape[0] == rows:
+        proba = np.column_stack([1.0 - proba, proba])
+    if proba.ndim != 2 or proba.shape[0] != rows:
+        raise ValueError(f"class probabilities must have shape ({rows}, num_classes), "
+                         f"got {proba.shape}")
+    return proba
+
+
+def call_embed(clf, dataset, return_proba: bool = False, embed_kwargs: dict | None = None,
+               pbar=None):
+    """``clf.embed(dataset)`` as small-text's ``EmbeddingBasedQueryStrategy`` calls it:
+    ``(embeddings, proba)`` exactly as the classifier returned them.
+
+    With ``return_proba`` the classifier is asked for the class probabilities too; if its
+    ``embed`` has no ``return_proba`` argument, ``proba`` is None (as without
+    ``return_proba``). ``pbar`` is passed on when not None.
+    """
     kwargs = dict(embed_kwargs or {})
-    proba = None
+    if pbar is not None:
+        kwargs["pbar"] = pbar
     if return_proba:
         try:
-            out = clf.embed(subset, return_proba=True, **kwargs)
+            out = clf.embed(dataset, return_proba=True, **kwargs)
         except TypeError as exc:
             if "return_proba" not in str(exc):
                 raise
-            out = clf.embed(subset, **kwargs)
-        if isinstance(out, tuple):
-            emb, proba = out
         else:
-            emb = out
-        if proba is None:
-            proba = clf.predict_proba(subset)
-        proba = np.asarray(proba.toarray() if sp.issparse(proba) else proba, dtype=np.float64)
-        if proba.ndim != 2 or proba.shape[0] != rows.size:
-            raise ValueError(f"class probabilities must have shape ({rows.size}, num_classes), "
-                             f"got {proba.shape}")
-    else:
-        emb = clf.embed(subset, **kwargs)
-        if isinstance(emb, tuple):
-            emb = emb[0]
-    emb = as_float_matrix(emb, rows.size, "clf.embed(dataset)").astype(np.float32, copy=False)
-    if not np.isfinite(emb).all():
-        raise ValueError("clf.embed returned NaN or infinite values")
-    return (emb, proba) if return_proba else emb
+            return out if isinstance(out, tuple) else (out, None)
+    out = clf.embed(dataset, **kwargs)
+    return (out[0] if isinstance(out, tuple) else out), None
+
+
+def check_embeddings(emb, rows: int, what: str = "clf.embed(dataset)"):
+    """``emb`` itself if it is a 2-D array (or sparse matrix) with ``rows`` rows and, when
+    dense, only finite values; ``ValueError`` otherwise."""
+    shape = getattr(emb, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != rows:
+        raise ValueError(f"{what} must have shape ({rows}, d), got {shape}")
+    if not sp.issparse(emb) and not np.isfinite(emb).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+    return emb
+
+
+def embed_dataset(clf, dataset, return_proba: bool = False, embed_kwargs: dict | None = None,
+                  pbar=None):
+    """Embeddings (float32, ``(len(dataset), d)``) of every row of ``dataset`` from
+    ``clf.embed`` (see :func:`call_embed`).
+
+    With ``return_proba`` also the class probabilities (float64, see
+    :func:`as_proba_matrix`): from ``clf.embed(..., return_proba=True)`` when the classifier
+    supports it, otherwise from ``clf.predict_proba``.
+    """
+    emb, proba = call_embed(clf, dataset, return_proba, embed_kwargs, pbar)
+    rows = len(dataset)
+    emb = as_float_matrix(emb, rows, "clf.embed(dataset)").astype(np.float32, copy=False)
+    check_embeddings(emb, rows)
+    if not return_proba:
+        return emb
+    if proba is None:
+        proba = clf.predict_proba(dataset)
+    return emb, as_proba_matrix(proba, rows)
+
+
+def embed_pool(clf, dataset, rows: np.ndarray, return_proba: bool = False,
+               embed_kwargs: dict | None = None):
+    """:func:`embed_dataset` of ``dataset[rows]``."""
+    return embed_dataset(clf, dataset[rows], return_proba=return_proba,
+                         embed_kwargs=embed_kwargs)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -154,3 +197,13 @@ def resolve_rank_n(n, size: int) -> int:
 def rest_of(pool: np.ndarray, head: np.ndarray) -> np.ndarray:
     """The positions of ``pool`` not in ``head``, in pool order."""
     return pool[~np.isin(pool, head)]
+
+
+def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``a[idx]``, as a view (no copy) when ``idx`` is a run of consecutive positions, which
+    is how :class:`~al_engine.query.embedding_based.EmbeddingBasedQueryStrategy` passes the
+    unlabeled and the labeled rows."""
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and (np.diff(idx) == 1).all():
+        return a[int(idx[0]):int(idx[-1]) + 1]
+    return a[idx]

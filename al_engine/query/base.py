@@ -90,15 +90,21 @@ class QueryStrategy(ABC):
         multi = getattr(dataset, "is_multi_label", False) or (
             y is not None and is_multi_label_target(y))
         name = type(self).__name__
+        # small-text's words first (its constraint error), then ours
         if multi and not self.supports_multi_label:
             raise MultiLabelNotSupportedError(
-                f"{name} supports single-label classification only, but got multi-label data")
+                "Invalid configuration: This query strategy requires classification_type="
+                f"single-label but multi-label data was encountered ({name} supports "
+                "single-label classification only)")
         if not multi and not self.supports_single_label:
             raise MultiLabelNotSupportedError(
-                f"{name} supports multi-label classification only, but got single-label data")
+                "Invalid configuration: This query strategy requires classification_type="
+                f"multi-label but single-label data was encountered ({name} supports "
+                "multi-label classification only)")
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if not (k.endswith("_") or k.startswith("_")))
         return f"{type(self).__name__}({params})"
 
 

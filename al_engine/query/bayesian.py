@@ -59,9 +59,11 @@ class BALD(ScoringQueryStrategy):
 
     def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
         if not getattr(clf, "supports_dropout_sampling", False):
-            raise TypeError(f"BALD needs a classifier whose predict_proba accepts "
-                            f"dropout_sampling (e.g. 'kimcnn', 'transformer', 'setfit'); got "
-                            f"{type(clf).__name__}")
+            # small-text's words first (the TypeError its call would raise), then ours
+            raise TypeError(f"predict_proba() got an unexpected keyword argument "
+                            f"'dropout_sampling': BALD needs a classifier whose predict_proba "
+                            f"accepts dropout_sampling (e.g. 'kimcnn', 'transformer', "
+                            f"'setfit'); got {type(clf).__name__}")
         indices_unlabeled = np.asarray(indices_unlabeled, dtype=np.int64)
         samples = clf.predict_proba(dataset[indices_unlabeled],
                                     dropout_sampling=int(self.dropout_samples))

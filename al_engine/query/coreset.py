@@ -1,165 +1,93 @@
-"""Coreset strategies over document embeddings: GreedyCoreset and LightweightCoreset.
+"""Coreset strategies over document embeddings, GreedyCoreset and LightweightCoreset, and
+small-text's functions :func:`greedy_coreset` and :func:`lightweight_coreset`.
 
-Both call ``clf.embed`` once on ``dataset[indices_unlabeled ++ indices_labeled]`` (as
-small-text does) and work for single- and multi-label data (they never look at labels).
+Both strategies are :class:`~al_engine.query.embedding_based.EmbeddingBasedQueryStrategy`:
+``query`` embeds ``dataset[indices_unlabeled ++ indices_labeled]`` once (or takes
+precomputed ``embeddings``) and ``sample`` selects. They work for single- and multi-label
+data (they never look at labels).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from al_engine._param_validation import POSITIVE_INT, check_param
 from al_engine.query._checks import check_pool, check_seed, make_rng
-from al_engine.query._geometry import (block_rows, check_metric, check_positive_int,
-                                       distance_key, embed_pool, key_to_distance, l2_normalize,
-                                       min_distance_key, resolve_rank_n, sq_norms)
-from al_engine.query.base import QueryStrategy, check_query_args
+from al_engine.query._geometry import (as_float_matrix, check_metric, check_positive_int,
+                                       l2_normalize, resolve_rank_n, take_rows)
+from al_engine.query.base import top_n
+from al_engine.query.embedding_based import EmbeddingBasedQueryStrategy
+from al_engine.query.farthest_first import farthest_first
 
-#: First block of candidates refreshed by the lazy arg-max of :func:`greedy_coreset`.
-_LAZY_BLOCK = 256
-
-
-def _refresh(x, x_sq, bound, fresh, centers, c_sq, m, rows, metric):
-    """Lower ``bound[rows]`` by the distance to the centers each row has not seen yet."""
-    rows = rows[fresh[rows] < m]
-    if rows.size == 0:
-        return
-    first = int(fresh[rows].min())
-    c, cs = centers[first:m], c_sq[first:m]
-    step = block_rows(m - first)
-    for start in range(0, rows.size, step):
-        r = rows[start:start + step]
-        new = distance_key(x[r], x_sq[r], c, cs, metric).min(axis=1)
-        bound[r] = np.minimum(bound[r], new)
-    fresh[rows] = m
+#: small-text 1.4.1's warning for a non-cosine GreedyCoreset (its test matches the start).
+METRIC_WARNING = ('Default distance metric has changed from "cosine" to "euclidean" in '
+                  'small-text v1.2.0 (and here); pass distance_metric="cosine" for the old one.')
 
 
-def _lazy_argmax(x, x_sq, bound, fresh, centers, c_sq, m, taken, metric) -> int:
-    """Position of the largest exact min-distance among the rows not taken (lowest position
-    among exact ties), refreshing only the rows whose stale bound could still win.
-
-    ``bound[i]`` is the min distance key of row ``i`` to the labeled rows and to the first
-    ``fresh[i]`` centers: an upper bound of its true value, since adding centers only lowers
-    it. Rows are refreshed best-bound first in growing blocks until the best refreshed value
-    strictly beats every stale bound left (then it is the true arg-max); at worst the whole
-    pool is refreshed once.
-    """
-    left = x.shape[0] - int(taken.sum())
-    block = _LAZY_BLOCK
-    while True:
-        if block >= left:
-            rows = np.flatnonzero(~taken)
-            _refresh(x, x_sq, bound, fresh, centers, c_sq, m, rows, metric)
-            vals = bound[rows]
-            return int(rows[np.flatnonzero(vals == vals.max())[0]])
-        part = np.argpartition(-bound, block)
-        rows, runner_up = part[:block], bound[part[block]]
-        _refresh(x, x_sq, bound, fresh, centers, c_sq, m, rows, metric)
-        vals = bound[rows]
-        best = vals.max()
-        if best > runner_up:
-            return int(rows[vals == best].min())
-        block *= 4
+def _check_coreset_size(num_samples: int, n) -> int:
+    n = check_param("n", n, POSITIVE_INT)
+    if n > num_samples:
+        raise ValueError(f"n (n={n}) is greater than the number of available samples "
+                         f"(num_samples={num_samples})")
+    return n
 
 
-def greedy_coreset(x_unlabeled: np.ndarray, x_labeled: np.ndarray, n: int,
-                   distance_metric: str = "euclidean", batch_size: int | None = None,
-                   return_min_distances: bool = False):
-    r"""Farthest-first traversal (the k-center greedy of [SS17]_).
-
-    Repeats ``n`` times: pick the unlabeled row :math:`u` maximizing
-    :math:`\min_{s \in L \cup S} d(u, s)` over the labeled rows :math:`L` and the rows picked
-    so far :math:`S`; ties go to the lowest position (as ``np.argmax``). With no labeled row,
-    the first pick is the row closest to the mean of ``x_unlabeled``.
-
-    The min-distance vector is kept up to date incrementally and lazily (see
-    :func:`_lazy_argmax`), in float32, in blocks of bounded memory: the work is
-    :math:`O(|U| \cdot |L| \cdot d)` once, then at most :math:`O(|U| \cdot d)` per pick
-    (usually far less), never a distance matrix per pick.
+def greedy_coreset(x, indices_unlabeled, indices_labeled, n: int, distance_metric: str = "cosine",
+                   batch_size: int | None = 100, normalized: bool = False) -> np.ndarray:
+    """A greedy coreset [SS17]_ of size ``n``: small-text 1.4.1's function, computed by
+    :func:`~al_engine.query.farthest_first.farthest_first`.
 
     Parameters
     ----------
-    x_unlabeled, x_labeled : np.ndarray
-        Row vectors; for ``"cosine"`` they must already be L2-normalized.
+    x : np.ndarray
+        Row vectors.
+    indices_unlabeled, indices_labeled : np.ndarray
+        Rows of ``x`` to choose from, resp. that are covered already.
     n : int
-        Number of rows to pick (``<= len(x_unlabeled)``).
-    distance_metric : {"euclidean", "cosine"}
-        Euclidean distance, or small-text's cosine distance :math:`\arccos(\cos)/\pi` (the
-        selection only depends on the order of distances, so :math:`1 - \cos` is used).
-    batch_size : int or None
-        Rows per block of the initial distance computation; None sizes blocks to 64 MiB.
-    return_min_distances : bool
-        Also return every row's distance to :math:`L \cup S` after the last pick.
+        Size of the coreset, at most ``len(x)``.
+    distance_metric : {"cosine", "euclidean"}, default="cosine"
+    batch_size : int or None, default=100
+        Rows per block of the distance computation (None: 64 MiB blocks); no effect on the
+        result.
+    normalized : bool, default=False
+        small-text's hint that ``x`` is L2-normalized; the cosine distance normalizes
+        either way (a no-op on normalized rows).
 
     Returns
     -------
-    picks : np.ndarray
-        Positions into ``x_unlabeled``, in pick order.
-    min_distances : np.ndarray
-        Only with ``return_min_distances``; picked rows get ``-inf``.
+    np.ndarray
+        ``n`` positions into ``indices_unlabeled``, in pick order (small-text returns these;
+        they are the rows of ``x`` when ``indices_unlabeled`` is ``arange``, as in
+        :meth:`GreedyCoreset.sample`). small-text allows ``n`` up to ``len(x)``: if ``n``
+        exceeds the unlabeled rows, all of them come first and position 0 fills the rest
+        (small-text's result), with a ``UserWarning``.
 
-    .. [SS17] O. Sener and S. Savarese. Active learning for convolutional neural networks:
-       a core-set approach. ICLR 2018.
+    Raises
+    ------
+    ValueError
+        ``Invalid distance metric: ...``; ``n > len(x)``; no unlabeled row.
     """
     metric = check_metric(distance_metric)
-    x = np.ascontiguousarray(x_unlabeled, dtype=np.float32)
-    lab = np.ascontiguousarray(x_labeled, dtype=np.float32).reshape(-1, x.shape[1])
-    if not 1 <= n <= x.shape[0]:
-        raise ValueError(f"n must be in [1, {x.shape[0]}], got {n}")
-    walk = _FarthestFirst(x, lab, n, metric, batch_size)
-    for m in range(n):
-        walk.take(walk.closest_to_mean() if m == 0 and lab.shape[0] == 0 else walk.farthest())
-    if not return_min_distances:
-        return walk.picks
-    return walk.picks, walk.min_distances()
+    x = np.asarray(x)
+    n = _check_coreset_size(x.shape[0], n)
+    unl = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+    lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
+    if unl.size == 0:
+        raise ValueError("indices_unlabeled is empty: there is nothing to choose from")
+    x_u, x_l = take_rows(x, unl), take_rows(x, lab)
+    if metric == "cosine":
+        x_u, x_l = l2_normalize(x_u), l2_normalize(x_l)
+    picks = farthest_first(x_u, x_l, min(n, unl.size), metric,
+                           check_positive_int(batch_size, "batch_size", allow_none=True))
+    if n > unl.size:
+        warnings.warn(f"greedy_coreset: n={n} exceeds the {unl.size} unlabeled rows; the "
+                      f"last {n - unl.size} entries repeat position 0", UserWarning, stacklevel=2)
+        picks = np.concatenate([picks, np.zeros(n - unl.size, dtype=np.int64)])
+    return picks
 
 
-class _FarthestFirst:
-    """The state of a farthest-first traversal of ``x`` (see :func:`greedy_coreset`): each
-    row's lazily refreshed min-distance bound (:func:`_lazy_argmax`) and the picks so far."""
-
-    def __init__(self, x, lab, n: int, metric: str, batch_size: int | None):
-        self.x, self.metric = x, metric
-        self.x_sq = sq_norms(x)
-        self.bound = min_distance_key(x, lab, metric, batch_size)
-        self.fresh = np.zeros(x.shape[0], dtype=np.int64)
-        self.centers = np.empty((n, x.shape[1]), dtype=np.float32)
-        self.c_sq = np.empty(n, dtype=np.float32)
-        self.picks = np.empty(n, dtype=np.int64)
-        self.taken = np.zeros(x.shape[0], dtype=bool)
-        self.m = 0
-
-    def closest_to_mean(self) -> int:
-        """The row closest to the mean of the rows (the first pick without labeled rows)."""
-        mean = self.x.mean(axis=0, keepdims=True)
-        if self.metric == "cosine":
-            mean = l2_normalize(mean)
-        keys = distance_key(self.x, self.x_sq, mean, sq_norms(mean), self.metric)[:, 0]
-        return int(np.flatnonzero(keys == keys.min())[0])
-
-    def farthest(self) -> int:
-        """The row not taken farthest from the labeled rows and the picks."""
-        return _lazy_argmax(self.x, self.x_sq, self.bound, self.fresh, self.centers, self.c_sq,
-                            self.m, self.taken, self.metric)
-
-    def take(self, pick: int) -> None:
-        m = self.m
-        self.picks[m] = pick
-        self.taken[pick] = True
-        self.bound[pick] = -np.inf
-        self.centers[m] = self.x[pick]
-        self.c_sq[m] = self.x_sq[pick]
-        self.m = m + 1
-
-    def min_distances(self) -> np.ndarray:
-        """Every row's distance to the labeled rows and the picks (``-inf`` if picked)."""
-        rest = np.flatnonzero(~self.taken)
-        _refresh(self.x, self.x_sq, self.bound, self.fresh, self.centers, self.c_sq, self.m,
-                 rest, self.metric)
-        dist = np.full(self.x.shape[0], -np.inf)
-        dist[rest] = key_to_distance(self.bound[rest], self.metric)
-        return dist
-
-
-class GreedyCoreset(QueryStrategy):
+class GreedyCoreset(EmbeddingBasedQueryStrategy):
     r"""Selects a greedy coreset [SS17]_ (farthest-first traversal) of the unlabeled
     embeddings, starting from the labeled ones.
 
@@ -167,7 +95,10 @@ class GreedyCoreset(QueryStrategy):
     float32 rounding of near-exact ties), but with the min-distance vector maintained
     incrementally instead of recomputing all distances for every pick. Differences: works
     with an empty labeled set (first pick = the unlabeled row closest to the mean; small-text
-    raises), and ``batch_size`` is honoured (small-text ignores it).
+    raises), ``batch_size`` is honoured (small-text ignores it), and ``query`` runs the
+    traversal even when ``n`` is the whole pool (small-text returns the pool unordered).
+    As small-text, a metric other than ``"cosine"`` (including the default) warns that the
+    default changed in small-text 1.2.0.
 
     Parameters
     ----------
@@ -188,28 +119,27 @@ class GreedyCoreset(QueryStrategy):
         batch (aligned with ``indices_unlabeled``; ``-inf`` for the head).
     """
 
-    supports_multi_label = True
+    embed_with_proba = False
 
     def __init__(self, distance_metric: str = "euclidean", normalize: bool = True,
                  batch_size: int | None = None, embed_kwargs: dict | None = None):
         self.distance_metric = check_metric(distance_metric)
+        if distance_metric != "cosine":
+            warnings.warn(METRIC_WARNING, UserWarning, stacklevel=2)
         self.normalize = normalize
         self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         self.embed_kwargs = embed_kwargs
 
-    def _embeddings(self, clf, dataset, unl, lab):
-        emb = embed_pool(clf, dataset, np.concatenate([unl, lab]),
-                         embed_kwargs=self.embed_kwargs)
+    def _split(self, embeddings, indices_unlabeled, indices_labeled):
+        emb = as_float_matrix(embeddings, np.shape(embeddings)[0], "embeddings")
         if self.normalize or self.distance_metric == "cosine":
             emb = l2_normalize(emb)
-        return emb[:unl.size], emb[unl.size:]
+        return take_rows(emb, indices_unlabeled), take_rows(emb, indices_labeled)
 
-    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
-        self._check_label_mode(dataset, y)
-        unl = check_query_args(indices_unlabeled, n)
-        lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
-        x_u, x_l = self._embeddings(clf, dataset, unl, lab)
-        return unl[greedy_coreset(x_u, x_l, n, self.distance_metric, self.batch_size)]
+    def sample(self, clf, dataset, indices_unlabeled, indices_labeled, y, n, embeddings,
+               embeddings_proba=None) -> np.ndarray:
+        x_u, x_l = self._split(embeddings, indices_unlabeled, indices_labeled)
+        return farthest_first(x_u, x_l, n, self.distance_metric, self.batch_size)
 
     def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y,
              n: int | None = None) -> np.ndarray:
@@ -220,8 +150,9 @@ class GreedyCoreset(QueryStrategy):
         unl = check_pool(indices_unlabeled)
         lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
         head_n = resolve_rank_n(n, unl.size)
-        x_u, x_l = self._embeddings(clf, dataset, unl, lab)
-        picks, dist = greedy_coreset(x_u, x_l, head_n, self.distance_metric, self.batch_size,
+        emb = self._embed(clf, dataset[np.concatenate([unl, lab])], None, self.embed_kwargs)[0]
+        x_u, x_l = self._split(emb, np.arange(unl.size), np.arange(unl.size, emb.shape[0]))
+        picks, dist = farthest_first(x_u, x_l, head_n, self.distance_metric, self.batch_size,
                                      return_min_distances=True)
         self.min_distances_ = dist
         rest = np.flatnonzero(np.isfinite(dist))
@@ -229,30 +160,73 @@ class GreedyCoreset(QueryStrategy):
         return unl[np.concatenate([picks, rest])]
 
 
-def lightweight_coreset_proba(x: np.ndarray) -> np.ndarray:
+def lightweight_coreset_proba(x: np.ndarray, x_mean: np.ndarray | None = None,
+                              proba: np.ndarray | None = None) -> np.ndarray:
     r"""Sampling distribution of the lightweight coreset [BLK18]_ (small-text's variant).
 
-    :math:`q_i = \frac{1}{2|X|} + \frac{1}{2} \frac{d_i^2}{\sum_j d_j^2}` with
-    :math:`d_i = \arccos(\cos(x_i, \bar x)) / \pi` the angular distance of row :math:`i` to the
-    mean :math:`\bar x` of the rows (computed before normalization). If every :math:`d_i = 0`
-    the distribution is uniform.
+    :math:`q_i = \frac{1}{2} p_i + \frac{1}{2} \frac{d_i^2}{\sum_j d_j^2}` with
+    :math:`d_i = \arccos(\cos(x_i, \bar x)) / \pi` the angular distance of row :math:`i` to
+    ``x_mean`` :math:`\bar x` (default: the mean of the rows) and :math:`p` the normalized
+    ``proba`` (default: uniform, :math:`1/|X|`). If every :math:`d_i = 0` the distance half is
+    uniform too.
 
     .. [BLK18] O. Bachem, M. Lucic and A. Krause. Scalable k-means clustering via
        lightweight coresets. KDD 2018.
     """
     x = np.asarray(x, dtype=np.float32)
-    mean = x.mean(axis=0, keepdims=True)
+    mean = x.mean(axis=0) if x_mean is None else np.asarray(x_mean, dtype=np.float32)
     # an all-zero row has no direction; it stays zero after normalizing (cosine 0)
-    sim = (l2_normalize(x) @ l2_normalize(mean).T)[:, 0].astype(np.float64)
+    sim = (l2_normalize(x) @ l2_normalize(mean.reshape(1, -1)).T)[:, 0].astype(np.float64)
     d2 = np.square(np.arccos(np.clip(sim, -1.0, 1.0)) / np.pi)
     total = d2.sum()
-    if total == 0 or not np.isfinite(total):
-        return np.full(x.shape[0], 1.0 / x.shape[0])
-    q = 0.5 / x.shape[0] + 0.5 * d2 / total
+    uniform = np.full(x.shape[0], 1.0 / x.shape[0])
+    dist_part = d2 / total if total > 0 and np.isfinite(total) else uniform
+    if proba is None:
+        base = uniform
+    else:
+        base = np.asarray(proba, dtype=np.float64).reshape(-1)
+        if base.shape[0] != x.shape[0] or (base < 0).any() or not base.sum() > 0:
+            raise ValueError(f"proba must hold {x.shape[0]} non-negative weights, not all zero")
+        base = base / base.sum()
+    q = 0.5 * base + 0.5 * dist_part
     return q / q.sum()
 
 
-class LightweightCoreset(QueryStrategy):
+def _weighted_order(q: np.ndarray, seed, n: int | None = None) -> np.ndarray:
+    """The first ``n`` (default all) positions of a weighted random permutation with
+    probabilities ``q``: Efraimidis-Spirakis keys :math:`\\log(u_i) / q_i`, largest first."""
+    u = make_rng(seed).random(q.size)
+    with np.errstate(divide="ignore"):
+        keys = np.log1p(-u) / q
+    return top_n(keys, q.size if n is None else n, lower_is_better=False)
+
+
+def lightweight_coreset(x, x_mean, n: int, normalized: bool = False, proba=None,
+                        seed=None) -> np.ndarray:
+    """A lightweight coreset [BLK18]_ of size ``n``: small-text 1.4.1's function.
+
+    ``n`` rows drawn without replacement with the probabilities of
+    :func:`lightweight_coreset_proba` (angular distance to ``x_mean``, mixed half and half
+    with ``proba`` or the uniform distribution). ``normalized`` is small-text's hint that ``x``
+    is L2-normalized; the angular distance does not depend on it. ``seed`` (int, Generator or
+    None) seeds the draw (small-text uses the global ``np.random``).
+
+    Returns
+    -------
+    np.ndarray
+        ``n`` distinct positions into ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` exceeds ``len(x)``.
+    """
+    x = np.asarray(x)
+    n = _check_coreset_size(x.shape[0], n)
+    return _weighted_order(lightweight_coreset_proba(x, x_mean, proba), check_seed(seed), n)
+
+
+class LightweightCoreset(EmbeddingBasedQueryStrategy):
     r"""Samples a lightweight coreset [BLK18]_ of the unlabeled embeddings: ``n`` rows drawn
     without replacement with probability :math:`q_i` (:func:`lightweight_coreset_proba`).
 
@@ -268,30 +242,32 @@ class LightweightCoreset(QueryStrategy):
     seed : int, numpy.random.Generator or None, default=None
     embed_kwargs : dict or None
         Passed to ``clf.embed``.
+
+    Attributes
+    ----------
+    proba_ : np.ndarray
+        The sampling distribution of the last call, aligned with the unlabeled rows.
     """
 
-    supports_multi_label = True
+    embed_with_proba = False
 
     def __init__(self, normalize: bool = True, seed=None, embed_kwargs: dict | None = None):
         self.normalize = normalize
         self.seed = check_seed(seed)
         self.embed_kwargs = embed_kwargs
 
-    def _order(self, clf, dataset, unl) -> np.ndarray:
-        emb = embed_pool(clf, dataset, unl, embed_kwargs=self.embed_kwargs)
-        q = lightweight_coreset_proba(emb)
-        self.proba_ = q
-        u = make_rng(self.seed).random(unl.size)
-        keys = np.log1p(-u) / q
-        return np.argsort(-keys, kind="stable")
+    def _order(self, x_unlabeled, n: int | None = None) -> np.ndarray:
+        self.proba_ = lightweight_coreset_proba(x_unlabeled)
+        return _weighted_order(self.proba_, self.seed, n)
 
-    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
-        self._check_label_mode(dataset, y)
-        unl = check_query_args(indices_unlabeled, n)
-        return unl[self._order(clf, dataset, unl)[:n]]
+    def sample(self, clf, dataset, indices_unlabeled, indices_labeled, y, n, embeddings,
+               embeddings_proba=None) -> np.ndarray:
+        x_u = take_rows(as_float_matrix(embeddings, np.shape(embeddings)[0], "embeddings"),
+                        indices_unlabeled)
+        return self._order(x_u, _check_coreset_size(x_u.shape[0], n))
 
     def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
         """The whole weighted random permutation (``query(n)`` is its first ``n``)."""
         self._check_label_mode(dataset, y)
         unl = check_pool(indices_unlabeled)
-        return unl[self._order(clf, dataset, unl)]
+        return unl[self._order(self._embed(clf, dataset[unl], None, self.embed_kwargs)[0])]

@@ -57,9 +57,10 @@ class DiscriminativeActiveLearning(QueryStrategy):
     Differences from small-text 1.4.1, all deliberate:
 
     * features are ``clf.embed(dataset)``, computed once per call (small-text fits its
-      factory's classifier on the dataset itself); the default discriminator is a seeded
-      scikit-learn ``LogisticRegression``, fitted without ``sample_weight`` and warm-started
-      from the previous sub-batch's solution (same optimum, about half the solver steps);
+      factory's classifier on the dataset itself, as we do, on ``dataset.x``, when ``clf``
+      has no ``embed``); the default discriminator is a seeded scikit-learn
+      ``LogisticRegression``, fitted without ``sample_weight`` and warm-started from the
+      previous sub-batch's solution (same optimum, about half the solver steps);
     * ``classifier_factory`` may be None, a scikit-learn estimator (cloned per sub-batch)
       or an object with ``new()`` whose classifiers follow our/small-text's ``fit(dataset)``
       / ``predict_proba(dataset)`` (they get a :class:`~al_engine.data.Dataset` of the
@@ -173,7 +174,9 @@ class DiscriminativeActiveLearning(QueryStrategy):
         return np.concatenate(selected)
 
     def _embed(self, clf, dataset):
-        emb = clf.embed(dataset)
+        # a classifier without embed (e.g. a bare estimator, as small-text allows): the
+        # dataset's own features, which is what small-text's discriminator is trained on
+        emb = clf.embed(dataset) if callable(getattr(clf, "embed", None)) else dataset.x
         if isinstance(emb, tuple):
             emb = emb[0]
         if not hasattr(emb, "shape") or len(emb.shape) != 2 or emb.shape[0] != len(dataset):

@@ -11,8 +11,10 @@ from scipy.special import rel_entr
 from al_engine._param_validation import POSITIVE_INT, SEED, check_param
 from al_engine.exceptions import InvalidParameterError
 from al_engine.query._checks import check_pool
-from al_engine.query._geometry import block_rows, embed_pool, l2_normalize, resolve_rank_n
-from al_engine.query.base import QueryStrategy, ScoringQueryStrategy, check_query_args
+from al_engine.query._geometry import (as_float_matrix, as_proba_matrix, block_rows,
+                                       embed_dataset, l2_normalize, resolve_rank_n, take_rows)
+from al_engine.query.base import top_n
+from al_engine.query.embedding_based import EmbeddingBasedQueryStrategy
 from al_engine.vector_index import check_index_spec, make_index
 
 
@@ -38,7 +40,7 @@ def nearest_to_centers(centers: np.ndarray, x: np.ndarray) -> np.ndarray:
     return picks
 
 
-class EmbeddingKMeans(QueryStrategy):
+class EmbeddingKMeans(EmbeddingBasedQueryStrategy):
     """k-means on the unlabeled embeddings with ``n`` clusters; selects the instance nearest
     (cosine) to each center [YLB20]_ (BERT-KM, for any dense embedding).
 
@@ -78,7 +80,7 @@ class EmbeddingKMeans(QueryStrategy):
        self-supervised language modeling. EMNLP 2020.
     """
 
-    supports_multi_label = True
+    embed_with_proba = False
 
     def __init__(self, normalize: bool = True, seed=None, max_samples: int | None = 10_000,
                  max_iter: int = 300, embed_kwargs: dict | None = None):
@@ -93,10 +95,11 @@ class EmbeddingKMeans(QueryStrategy):
             return np.random.RandomState(int(self.seed.integers(2**31)))
         return np.random.RandomState(self.seed)
 
-    def _select(self, clf, dataset, unl, n):
+    def _select(self, x, n):
+        """Positions (into the rows of ``x``) of the rows nearest to ``n`` k-means centers,
+        largest cluster first; and ``x`` L2-normalized."""
         from sklearn.cluster import KMeans
 
-        x = embed_pool(clf, dataset, unl, embed_kwargs=self.embed_kwargs)
         if self.normalize:
             x = l2_normalize(x)
         rs = self._random_state()
@@ -115,11 +118,10 @@ class EmbeddingKMeans(QueryStrategy):
         picks = picks[np.argsort(-sizes, kind="stable")]
         return picks, xn
 
-    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
-        self._check_label_mode(dataset, y)
-        unl = check_query_args(indices_unlabeled, n)
-        picks, _ = self._select(clf, dataset, unl, n)
-        return unl[picks]
+    def sample(self, clf, dataset, indices_unlabeled, indices_labeled, y, n, embeddings,
+               embeddings_proba=None) -> np.ndarray:
+        x = as_float_matrix(embeddings, np.shape(embeddings)[0], "embeddings")
+        return self._select(take_rows(x, indices_unlabeled), n)[0]
 
     def rank(self, clf, dataset, indices_unlabeled, indices_labeled, y,
              n: int | None = None) -> np.ndarray:
@@ -128,7 +130,8 @@ class EmbeddingKMeans(QueryStrategy):
         first; ties by position)."""
         self._check_label_mode(dataset, y)
         unl = check_pool(indices_unlabeled)
-        picks, xn = self._select(clf, dataset, unl, resolve_rank_n(n, unl.size))
+        x = self._embed(clf, dataset[unl], None, self.embed_kwargs)[0]
+        picks, xn = self._select(x, resolve_rank_n(n, unl.size))
         c = l2_normalize(self.cluster_centers_)
         best = np.empty(unl.size, dtype=np.float32)
         step = block_rows(c.shape[0])
@@ -142,7 +145,7 @@ class EmbeddingKMeans(QueryStrategy):
 _NEIGHBOURHOODS = ("labeled", "pool")
 
 
-class ContrastiveActiveLearning(ScoringQueryStrategy):
+class ContrastiveActiveLearning(EmbeddingBasedQueryStrategy):
     r"""Contrastive Active Learning (CAL) [MVB+21]_: selects the candidates whose predicted
     distribution differs most from that of their nearest neighbours.
 
@@ -161,6 +164,11 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
     itself included (it contributes 0); small-text's scores are ours divided by the number of
     classes, so the selected set is the same with exact neighbours.
 
+    The probabilities come with the embeddings (``clf.embed(..., return_proba=True)``); a
+    classifier whose ``embed`` has no ``return_proba`` gets ``clf.predict_proba`` instead.
+    With precomputed ``embeddings`` (see :meth:`query`) there are no probabilities and,
+    as in small-text, :meth:`sample` raises ``ValueError``.
+
     Parameters
     ----------
     k : int, default=10
@@ -178,7 +186,8 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
     Attributes
     ----------
     scores_ : np.ndarray
-        One score per row of ``dataset``; NaN for rows that were not candidates.
+        One score per row of ``dataset`` (after :meth:`sample`: per row of ``embeddings``);
+        NaN for rows that were not candidates.
     neighbourhood_ : str
         The neighbourhood actually used by the last call.
 
@@ -186,6 +195,7 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
        acquiring contrastive examples. EMNLP 2021.
     """
 
+    supports_multi_label = False
     lower_is_better = False
 
     def __init__(self, k: int = 10, embed_kwargs: dict | None = None, normalize: bool = True,
@@ -201,30 +211,50 @@ class ContrastiveActiveLearning(ScoringQueryStrategy):
         self.neighbourhood = neighbourhood
         self.vector_index = check_index_spec(vector_index)
 
-    def score(self, clf, dataset, indices_unlabeled, indices_labeled, y) -> np.ndarray:
-        unl = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
-        lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
-        emb, proba = embed_pool(clf, dataset, np.concatenate([unl, lab]), return_proba=True,
-                                embed_kwargs=self.embed_kwargs)
+    def _embed(self, clf, subset, pbar, embed_kwargs: dict):
+        return embed_dataset(clf, subset, return_proba=True, embed_kwargs=embed_kwargs,
+                             pbar=pbar)
+
+    def sample(self, clf, dataset, indices_unlabeled, indices_labeled, y, n, embeddings,
+               embeddings_proba=None) -> np.ndarray:
+        if embeddings_proba is None:
+            raise ValueError("Error: embeddings_proba is None. This strategy requires a "
+                             "classifier whose embed() method supports the return_proba kwarg "
+                             "(ContrastiveActiveLearning needs class probabilities for the "
+                             "embedded rows; precomputed embeddings come without them).")
+        emb = as_float_matrix(embeddings, np.shape(embeddings)[0], "embeddings")
+        proba = as_proba_matrix(embeddings_proba, emb.shape[0])
         if self.normalize:
             emb = l2_normalize(emb)
+        unl = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+        lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
+        kl = self._kl_scores(emb, proba, unl, lab)
+        self.scores_ = np.full(emb.shape[0], np.nan)
+        self.scores_[unl] = kl
+        return top_n(kl, n, lower_is_better=False)
+
+    def _on_sampled(self, rows: np.ndarray, n_rows: int) -> None:
+        scores = np.full(n_rows, np.nan)
+        scores[rows] = self.scores_
+        self.scores_ = scores
+
+    def _kl_scores(self, emb, proba, unl, lab) -> np.ndarray:
+        """The mean KL divergence of each unlabeled row (``emb[unl]``) to its neighbours."""
         mode = self.neighbourhood if lab.size else "pool"
         self.neighbourhood_ = mode
-        ref = emb[unl.size:] if mode == "labeled" else emb
-        ref_proba = proba[unl.size:] if mode == "labeled" else proba
+        ref_rows = lab if mode == "labeled" else np.concatenate([unl, lab])
+        ref, ref_proba = take_rows(emb, ref_rows), take_rows(proba, ref_rows)
+        cand, cand_proba = take_rows(emb, unl), take_rows(proba, unl)
         k = min(self.k, ref.shape[0])
         index = make_index(self.vector_index, metric="euclidean", n_index=ref.shape[0],
                            n_queries=unl.size).build(ref)
-        cand_proba = proba[:unl.size]
         kl = np.empty(unl.size, dtype=np.float64)
         step = self.batch_size or max(1, (1 << 22) // max(1, k * proba.shape[1]))
         for start in range(0, unl.size, step):
             stop = min(start + step, unl.size)
-            nbrs = index.query(emb[start:stop], k=k, return_distance=False)
+            nbrs = index.query(cand[start:stop], k=k, return_distance=False)
             div = rel_entr(ref_proba[nbrs], cand_proba[start:stop, None, :])
             kl[start:stop] = div.sum(axis=2).mean(axis=1)
         if np.isnan(kl).any():
             raise ValueError("ContrastiveActiveLearning: clf returned NaN probabilities")
-        scores = np.full(len(dataset), np.nan)
-        scores[unl] = kl
-        return scores
+        return kl

@@ -40,12 +40,6 @@ def _resolve_base(base_query_strategy) -> QueryStrategy:
     return base_query_strategy
 
 
-def _base_scores(base, n_rows: int, rows):
-    """The base strategy's ``scores_`` at ``rows``, if it kept one score per dataset row."""
-    scores = getattr(base, "scores_", None)
-    if scores is None or np.ndim(scores) != 1 or len(scores) != n_rows:
-        return None
-    return np.asarray(scores)[rows]
 
 
 class SubsamplingQueryStrategy(WrappingQueryStrategy):
@@ -72,7 +66,9 @@ class SubsamplingQueryStrategy(WrappingQueryStrategy):
         small-text's attribute: the base strategy's selection, relative to the subset.
     scores_ : np.ndarray or None
         The base strategy's scores of the subsample rows (aligned with ``subsample_``), as
-        small-text's property gives them; None if the base does not score.
+        small-text's property gives them; None if the base does not score. Read from the
+        base strategy on access; before any query, small-text's
+        ``base_query_strategy.scores_[:subsample_size]``.
     """
 
     def __init__(self, base_query_strategy, subsample_size: int = 4096, seed=None):
@@ -81,6 +77,17 @@ class SubsamplingQueryStrategy(WrappingQueryStrategy):
         self.subsample_size = subsample_size
         self.seed = seed
         self.base_query_strategy_ = _resolve_base(base_query_strategy)
+        # where scores_ reads the base's scores: (rows, their length or None = unchecked)
+        self._scores_at = (slice(0, subsample_size), None)
+
+    @property
+    def scores_(self) -> np.ndarray | None:
+        scores = getattr(self.base_query_strategy_, "scores_", None)
+        rows, n_rows = self._scores_at
+        if scores is None or (n_rows is not None and
+                              (np.ndim(scores) != 1 or len(scores) != n_rows)):
+            return None
+        return np.asarray(scores)[rows]
 
     # ------------------------------------------------------------------ internals
     def _draw(self, indices_unlabeled: np.ndarray) -> np.ndarray:
@@ -101,7 +108,7 @@ class SubsamplingQueryStrategy(WrappingQueryStrategy):
             picked = base.query(clf, subset, sub_unlabeled, sub_labeled, y, n=n)
         picked = np.asarray(picked, dtype=np.int64)
         self.subsampled_indices_ = picked
-        self.scores_ = _base_scores(base, len(subset), slice(0, s))
+        self._scores_at = (slice(0, s), len(subset))
         return subsample[picked]
 
     def _whole_pool(self, clf, dataset, indices_unlabeled, indices_labeled, y, n):
@@ -112,7 +119,7 @@ class SubsamplingQueryStrategy(WrappingQueryStrategy):
         else:
             result = base.query(clf, dataset, indices_unlabeled, indices_labeled, y, n=n)
         self.subsampled_indices_ = np.asarray(result, dtype=np.int64)
-        self.scores_ = _base_scores(base, len(dataset), indices_unlabeled)
+        self._scores_at = (indices_unlabeled, len(dataset))
         return np.asarray(result, dtype=np.int64)
 
     # ------------------------------------------------------------------ API

@@ -26,11 +26,14 @@ import scipy.sparse as sp
 from al_engine._param_validation import POSITIVE_INT, SEED, check_param
 from al_engine.exceptions import InvalidParameterError
 from al_engine.query._checks import check_pool
-from al_engine.query._geometry import embed_pool, l2_normalize, rest_of
+from al_engine.query._geometry import embed_dataset, l2_normalize, rest_of
 from al_engine.query.base import QueryStrategy, WrappingQueryStrategy, check_query_args, top_n
-from al_engine.vector_index import check_index_spec, make_index
+from al_engine.vector_index import HNSWIndex, check_index_spec, make_index
 
 _HNSW_KEYS = {"M", "ef_construction", "ef", "seed", "num_threads", "space"}
+
+#: small-text's HNSW settings where ``hnsw_kwargs`` does not set them (``initialize_index``).
+_ST_HNSW_DEFAULTS = {"M": 64, "ef_construction": 200, "ef": 200}
 
 
 def _resolve_base(base_query_strategy) -> QueryStrategy:
@@ -43,9 +46,11 @@ def _resolve_base(base_query_strategy) -> QueryStrategy:
     return base_query_strategy
 
 
-def _hnsw_params(hnsw_kwargs) -> dict:
+def _hnsw_params(hnsw_kwargs, with_space: bool = False) -> dict:
     """small-text's ``hnsw_kwargs`` (``space``, ``M``, ``ef_construction``, ``ef``) as
-    :class:`~al_engine.vector_index.HNSWIndex` parameters."""
+    :class:`~al_engine.vector_index.HNSWIndex` parameters; ``space`` becomes ``metric`` when
+    ``with_space``, else it is dropped (the strategies search normalized embeddings, where
+    both spaces give the same neighbours)."""
     params = dict(hnsw_kwargs or {})
     unknown = sorted(set(params) - _HNSW_KEYS)
     if unknown:
@@ -53,8 +58,10 @@ def _hnsw_params(hnsw_kwargs) -> dict:
                                     f"allowed: {', '.join(sorted(_HNSW_KEYS))}")
     space = params.pop("space", "l2")
     if space not in ("l2", "cosine"):
-        # on normalized embeddings both give the same neighbours; "ip" would not be a distance
+        # "ip" would not be a distance
         raise InvalidParameterError(f"hnsw_kwargs: space must be 'l2' or 'cosine', got {space!r}")
+    if with_space:
+        params["metric"] = "cosine" if space == "cosine" else "euclidean"
     return params
 
 
@@ -72,25 +79,41 @@ def _rank_rest(base, clf, dataset, rest, lab, y) -> np.ndarray:
 class _IndexSubsampling(WrappingQueryStrategy):
     """Base-strategy delegation shared by SEALS and AnchorSubsampling."""
 
-    def _embeddings(self, clf, dataset, unl, lab):
-        emb = embed_pool(clf, dataset, np.concatenate([unl, lab]), embed_kwargs=self.embed_kwargs)
+    @staticmethod
+    def initialize_index(embeddings, indices_unlabeled, hnsw_kwargs) -> HNSWIndex:
+        """small-text's helper: an HNSW index of ``embeddings[indices_unlabeled]`` under the
+        ids ``indices_unlabeled``, with small-text's defaults (``space="l2"``,
+        ``ef_construction=200``, ``M=64``, ``ef=200``) where ``hnsw_kwargs`` sets none.
+        Needs hnswlib. The strategies themselves build their index per call
+        (``vector_index``)."""
+        params = {**_ST_HNSW_DEFAULTS, **_hnsw_params(hnsw_kwargs, with_space=True)}
+        ids = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+        return HNSWIndex(**params).build(np.asarray(embeddings)[ids], ids)
+
+    def _embeddings(self, clf, dataset, unl, lab, pbar=None):
+        emb = embed_dataset(clf, dataset[np.concatenate([unl, lab])],
+                            embed_kwargs=self.embed_kwargs, pbar=pbar)
         if self.normalize:
             emb = l2_normalize(emb)
         return emb[:unl.size], emb[unl.size:]
 
-    def _subset(self, clf, dataset, unl, lab, y) -> np.ndarray | None:
+    def _subset(self, clf, dataset, unl, lab, y, pbar=None) -> np.ndarray | None:
         """Positions (into ``dataset``, pool order) of the subset; None = use the whole pool."""
         raise NotImplementedError
 
-    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
+    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10,
+              pbar="tqdm") -> np.ndarray:
+        """The base strategy's ``n`` from the subset (see the module); ``pbar`` is passed to
+        ``clf.embed``. Without a subset the base strategy gets the arguments as given."""
         self._check_label_mode(dataset, y)
         unl = check_query_args(indices_unlabeled, n)
         lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
         base = self.base_query_strategy_
-        subset = self._subset(clf, dataset, unl, lab, y)
+        subset = self._subset(clf, dataset, unl, lab, y, pbar)
         self.subset_ = unl if subset is None else subset
         if subset is None:
-            return np.asarray(base.query(clf, dataset, unl, lab, y, n=n), dtype=np.int64)
+            return np.asarray(base.query(clf, dataset, indices_unlabeled, indices_labeled, y,
+                                         n=n), dtype=np.int64)
         if n <= subset.size:
             return np.asarray(base.query(clf, dataset, subset, lab, y, n=n), dtype=np.int64)
         head = np.asarray(base.rank(clf, dataset, subset, lab, y), dtype=np.int64)
@@ -156,13 +179,24 @@ class SEALS(_IndexSubsampling):
         self.hnsw_params_ = _hnsw_params(hnsw_kwargs)
         self.base_query_strategy_ = _resolve_base(base_query_strategy)
 
-    def _subset(self, clf, dataset, unl, lab, y):
+    def _subset(self, clf, dataset, unl, lab, y, pbar=None):
         if self.k > unl.size or lab.size == 0:
             return None
-        x_u, x_l = self._embeddings(clf, dataset, unl, lab)
+        return self.get_subset_indices(clf, dataset, unl, lab, pbar=pbar)
+
+    def get_subset_indices(self, clf, dataset, indices_unlabeled, indices_labeled,
+                           pbar="tqdm") -> np.ndarray:
+        """The union of the ``k`` nearest unlabeled neighbours (``k`` capped at the pool) of
+        every labeled instance, as positions into ``dataset`` in pool order; the whole pool
+        if there is no labeled instance. ``pbar`` is passed to ``clf.embed``."""
+        unl = np.asarray(indices_unlabeled, dtype=np.int64).reshape(-1)
+        lab = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
+        if lab.size == 0 or unl.size == 0:
+            return unl
+        x_u, x_l = self._embeddings(clf, dataset, unl, lab, pbar)
         index = make_index(self.vector_index, metric="euclidean", n_index=unl.size,
                            n_queries=lab.size, hnsw_kwargs=self.hnsw_params_).build(x_u)
-        ids = index.query(x_l, k=self.k, return_distance=False)
+        ids = index.query(x_l, k=min(self.k, unl.size), return_distance=False)
         return unl[np.unique(ids)]
 
 
@@ -243,10 +277,10 @@ class AnchorSubsampling(_IndexSubsampling):
             anchors.append(members[np.unique(idx)])
         return np.unique(np.concatenate(anchors)) if anchors else np.empty(0, dtype=np.int64)
 
-    def _subset(self, clf, dataset, unl, lab, y):
+    def _subset(self, clf, dataset, unl, lab, y, pbar=None):
         if self.subsample_size > unl.size or lab.size == 0:
             return None
-        x_u, x_l = self._embeddings(clf, dataset, unl, lab)
+        x_u, x_l = self._embeddings(clf, dataset, unl, lab, pbar)
         anchors = self._anchors(x_l, y)
         self.anchors_ = lab[anchors]
         k = min(self.k, unl.size)

@@ -13,6 +13,7 @@ from al_engine.data import Dataset
 from al_engine.exceptions import InvalidParameterError, MultiLabelNotSupportedError
 from al_engine.query.coreset import (GreedyCoreset, LightweightCoreset, greedy_coreset,
                                      lightweight_coreset_proba)
+from al_engine.query.farthest_first import farthest_first
 from al_engine.query.embedding import (ContrastiveActiveLearning, EmbeddingKMeans,
                                        nearest_to_centers)
 from al_engine.query.probcover import ProbCover
@@ -111,7 +112,7 @@ def test_lazy_greedy_equals_naive_recomputation(metric):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     lab = rng.normal(size=(5, 6))
     lab /= np.linalg.norm(lab, axis=1, keepdims=True)
-    ours = greedy_coreset(x, lab, 150, metric)
+    ours = farthest_first(x, lab, 150, metric)
     assert ours.tolist() == _naive_farthest_first(x, lab, 150, metric)
     assert np.unique(ours).size == 150
 
@@ -127,7 +128,10 @@ def test_greedy_coreset_same_sequence_as_small_text(metric):
         warnings.simplefilter("ignore")
         ref = st.greedy_coreset(x, unl, lab, 12, distance_metric=metric, normalized=True,
                                 batch_size=550)
-    assert greedy_coreset(x[unl], x[lab], 12, metric).tolist() == ref.tolist()
+    assert farthest_first(x[unl], x[lab], 12, metric).tolist() == ref.tolist()
+    # small-text's signature, same picks (positions into unl = rows of x here)
+    assert greedy_coreset(x, unl, lab, 12, distance_metric=metric, normalized=True,
+                          batch_size=550).tolist() == ref.tolist()
 
 
 def test_greedy_coreset_rejects_bad_params():
