@@ -173,6 +173,14 @@ class DiscriminativeActiveLearning(QueryStrategy):
             pool = np.delete(pool, picked)
         return np.concatenate(selected)
 
+    @staticmethod
+    def _check_in_range(dataset, *index_arrays) -> None:
+        n = len(dataset)
+        for idx in index_arrays:
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"indices out of range for a dataset of {n} rows: "
+                                 f"min {idx.min()}, max {idx.max()}")
+
     def _embed(self, clf, dataset):
         # a classifier without embed (e.g. a bare estimator, as small-text allows): the
         # dataset's own features, which is what small-text's discriminator is trained on
@@ -188,6 +196,7 @@ class DiscriminativeActiveLearning(QueryStrategy):
     def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n: int = 10) -> np.ndarray:
         indices_unlabeled = check_query_args(indices_unlabeled, n)
         indices_labeled = np.asarray(indices_labeled, dtype=np.int64).reshape(-1)
+        self._check_in_range(dataset, indices_unlabeled, indices_labeled)
         emb = self._embed(clf, dataset)
         return self._select(emb, indices_unlabeled, indices_labeled,
                             query_sizes(self.num_iterations, n), make_rng(self.seed))

@@ -18,9 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: measured after merging both compatibility branches (see benchmarks/results/smalltext_compat.md)
-MIN_PASS_RATE = 0.95
-MIN_FAMILY_PASS_RATE = {"query_strategies": 0.95, "stopping_criteria": 1.0, "initialization": 1.0,
+#: measured 235 / 237 = 0.9916 (2026-12-03, both compatibility branches merged; query_strategies
+#: 121/123: the two DAL tests left are documented differences, see the results file)
+MIN_PASS_RATE = 0.99
+MIN_FAMILY_PASS_RATE = {"query_strategies": 0.98, "stopping_criteria": 1.0, "initialization": 1.0,
                         "classifiers": 1.0, "active_learner": 1.0, "exceptions": 1.0}
 
 pytestmark = pytest.mark.slow

@@ -240,3 +240,13 @@ def test_class_balancer_rejects_multi_label_and_bad_params():
         ClassBalancer(ignored_classes=[-1])
     with pytest.raises(ValueError, match="base_query_strategy"):
         ClassBalancer(base_query_strategy="label_cardinality_inconsistency")
+
+
+def test_dal_indices_out_of_range_are_a_clear_error():
+    """small-text's own tests pass 100 indices into a 10-row dataset: a ValueError naming the
+    range, not an IndexError from deep inside."""
+    ds, unlabeled, labeled = dal_pool()
+    clf = EmbedClassifier(num_classes=2, num_features=1)
+    with pytest.raises(ValueError, match="out of range for a dataset of 12 rows"):
+        DiscriminativeActiveLearning(num_iterations=1).query(
+            clf, ds, np.array([4, 5, 40]), labeled, np.zeros(4, dtype=np.int64), n=2)
