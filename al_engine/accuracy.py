@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from al_engine._param_validation import Interval, validate_params
+from al_engine.data import is_multi_label_target
 
 METHOD = "random probes, cross-fitted, Wilson interval"
 
@@ -133,7 +134,7 @@ def place_probes(order: np.ndarray, share: float, depth: int, rng: np.random.Gen
 
 def _correct(y_true, pred) -> np.ndarray:
     """Per-row exact match (subset accuracy for multi-label indicator rows)."""
-    if sp.issparse(y_true) or np.ndim(y_true) == 2:
+    if is_multi_label_target(y_true):
         a = y_true.toarray() if sp.issparse(y_true) else np.asarray(y_true)
         b = pred.toarray() if sp.issparse(pred) else np.asarray(pred)
         return np.all(a.astype(bool) == b.astype(bool), axis=1)
@@ -144,9 +145,7 @@ def _fold_predictions(clf_factory, labeled, train: np.ndarray, test: np.ndarray)
     """Predictions for ``labeled[test]`` by a model fitted on ``labeled[train]``; a training
     part with a single class predicts that class (what any classifier converges to)."""
     y_train = labeled.y[train]
-    single = not (sp.issparse(y_train) or np.ndim(y_train) == 2) and \
-        np.unique(y_train).size == 1
-    if single:
+    if not is_multi_label_target(y_train) and np.unique(y_train).size == 1:
         return np.full(test.size, np.asarray(y_train)[0])
     clf = clf_factory()
     clf.fit(labeled[train])
@@ -192,7 +191,7 @@ def probe_accuracy(clf_factory: Callable[[], object], labeled, is_probe, n_folds
     fold = rng.permutation(n) % min(n_folds, n)
     correct = np.zeros(n, dtype=bool)
     majority_correct = np.zeros(n, dtype=bool)
-    multi = sp.issparse(labeled.y) or np.ndim(labeled.y) == 2
+    multi = is_multi_label_target(labeled.y)
     everyone = np.arange(len(labeled))
     for j in np.unique(fold):
         test = probes[fold == j]

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from al_engine.compat.datasets import dataset_length
+from al_engine.data import is_multi_label_target
 from al_engine.exceptions import MultiLabelNotSupportedError
 
 
@@ -235,7 +236,7 @@ def random_initialization_balanced(y, n_samples: int = 10) -> np.ndarray:
     ValueError
         For an invalid ``n_samples``.
     """
-    if sp.issparse(y) or np.ndim(y) == 2:
+    if is_multi_label_target(y):
         raise NotImplementedError("random_initialization_balanced supports single-label y only; "
                                   "use random_initialization_stratified for multi-label data")
     return RandomBalancedInitialization(_global_seed()).select(y, n_samples)

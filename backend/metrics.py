@@ -237,14 +237,15 @@ def prequential_accuracy(cfg, y_probes, probe_ids, probes) -> dict:
     their labels were known), with a Wilson interval; probes labeled while no model served
     are left out. Lags the current model (older models scored older probes)."""
     from al_engine.accuracy import AccuracyEstimate, wilson_interval
+    from al_engine.data import is_multi_label_target
     names = list(cfg.labels)
-    if sp.issparse(y_probes) or np.ndim(y_probes) == 2:
+    if is_multi_label_target(y_probes):
         rows = sp.csr_matrix(y_probes).toarray().astype(bool)
         truth = [sorted(names[j] for j in np.flatnonzero(r)) for r in rows]
     else:
         truth = [[names[int(c)]] for c in np.asarray(y_probes)]
-    pairs = [(sorted(probes.predicted.get(int(t)) or []), want)
-             for t, want in zip(probe_ids, truth) if probes.predicted.get(int(t))]
+    predicted = [probes.predicted.get(int(t)) for t in probe_ids]
+    pairs = [(sorted(p), want) for p, want in zip(predicted, truth) if p]
     c = sum(p == want for p, want in pairs)
     low, high = wilson_interval(c, len(pairs))
     est = AccuracyEstimate(value=c / len(pairs) if pairs else None, low=low, high=high,

@@ -56,18 +56,20 @@ class ProbeLog:
                                              "predicted": self.predicted})
 
     def note_labels(self, labeled_ids, round_no: int, serving_version: str | None,
-                    ranking=None) -> int:
+                    load_ranking=None) -> int:
         """Count the serving ranking's probes that are labeled now; returns how many are new.
 
         ``serving_version`` is the version serving when the round started: probes are only
         taken from this log when it belongs to that version (a round that failed before its
-        switch left the log of an older ranking). ``ranking`` (that version's
-        :class:`~backend.ranking.Ranking`) gives the labels predicted for them."""
+        switch left the log of an older ranking). ``load_ranking()`` returns that version's
+        :class:`~backend.ranking.Ranking` (or None), which gives the labels predicted for
+        them; it is only called when a probe is newly labeled."""
         if self.version is None or self.version != serving_version or not self.serving.size:
             return 0
         now = np.asarray(labeled_ids, dtype=np.int64)
         new = [int(t) for t in self.serving[np.isin(self.serving, now)] if int(t) not in
                self.labeled]
+        ranking = load_ranking() if new and load_ranking is not None else None
         entries = ranking.lookup(new) if ranking is not None else [None] * len(new)
         for t, entry in zip(new, entries):
             self.labeled[t] = int(round_no)

@@ -28,7 +28,6 @@ The steps, and what each costs Label Studio (bounded: nothing grows with the pro
 from __future__ import annotations
 
 import contextlib
-
 import json
 import logging
 import os
@@ -284,9 +283,8 @@ class Round:
         from al_engine.accuracy import place_probes
         rec, settings = self.rec, self.settings
         self.probes = ProbeLog.load(self.store, self.pid)
-        serving = self.store.load_ranking(self.pid, rec.previous) if rec.previous and \
-            self.probes.version == rec.previous else None
-        new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous, serving)
+        new = self.probes.note_labels(ids[idx_l], rec.round, rec.previous,
+                                      lambda: self.store.load_ranking(self.pid, rec.previous))
         rng = np.random.default_rng([settings.seed, rec.round])
         # none in a cold-start round: the first task an annotator gets is a chosen one
         share = 0.0 if rec.cold_start else settings.probe_share

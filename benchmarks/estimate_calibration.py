@@ -52,11 +52,11 @@ def _strategy(multi_label: bool):
     return make_query_strategy("random" if multi_label else "diverse_mini_batch")
 
 
-def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKPOINTS) -> list:
-    """One simulated session; a row per checkpoint."""
+def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKPOINTS
+            ) -> tuple[list, dict]:
+    """One simulated session: a row per checkpoint, and the first stop of each criterion."""
     import numpy as np
-    from al_engine.accuracy import place_probes, probe_accuracy
-    from al_engine.estimate import cross_validate
+    from al_engine.accuracy import place_probes
     from al_engine.registry import make_classifier
     k, multi = len(train.target_labels), train.is_multi_label
 
@@ -88,7 +88,7 @@ def session(train, test, share: float, batch: int, seed: int, checkpoints=CHECKP
         if labeled.size in checkpoints and clf is not None:
             rest = np.setdiff1d(np.arange(len(train)), labeled)
             rows.append(_checkpoint(factory, clf, train[labeled], probe, test, train[rest],
-                                    seed, probe_accuracy, cross_validate))
+                                    seed))
     return rows, stops.first
 
 
@@ -129,10 +129,10 @@ class _Stops:
                                 "estimate": est.to_dict()}
 
 
-def _checkpoint(factory, clf, labeled, probe, test, pool, seed, probe_accuracy,
-                cross_validate) -> dict:
+def _checkpoint(factory, clf, labeled, probe, test, pool, seed) -> dict:
     import numpy as np
-    from al_engine.accuracy import _correct
+    from al_engine.accuracy import _correct, probe_accuracy
+    from al_engine.estimate import cross_validate
     truth = float(np.mean(_correct(test.y, clf.predict(test))))
     truth_pool = float(np.mean(_correct(pool.y, clf.predict(pool))))
     est = probe_accuracy(factory, labeled, probe, seed=seed)

@@ -135,7 +135,7 @@ def test_prequential_estimate_scores_the_serving_predictions():
     ranking = Ranking.build([3, 4, 5, 9], [0.0, 0.3, 0.6, 1.0],
                             [["pos"], ["pos"], ["neg"], []], None, ["pos", "neg"], False)
     log = ProbeLog("v1", [3, 4, 5, 9])
-    assert log.note_labels([3, 4, 5, 9], 2, "v1", ranking) == 4
+    assert log.note_labels([3, 4, 5, 9], 2, "v1", lambda: ranking) == 4
     assert log.predicted == {3: ["pos"], 4: ["pos"], 5: ["neg"], 9: []}
     cfg = parse_label_config(SINGLE_CONFIG)
     # truth: 3 pos (right), 4 neg (wrong), 5 neg (right), 9 pos (no prediction: left out)
